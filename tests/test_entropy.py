@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vqcodec import entropy
+from vqcodec.models.prior import IntegerPrior, PriorConfig
+
+from .conftest import tiny_prior
+
+
+def make_prior(scale: float, seed: int = 0, k: int = 16, radius: int = 1) -> IntegerPrior:
+    cfg = PriorConfig(codebook_size=k, radius=radius, hidden=16, layers=1)
+    return IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=seed, scale=scale)))
+
+
+def test_exp_table_is_fixed():
+    lut = entropy.exp_table()
+    assert lut[0] == 65536 and lut[-1] == 0 and torch.all(lut[:-1] > 0)
+    assert torch.all(lut[1:] <= lut[:-1])
+    assert int(lut[16]) == round(65536 * np.exp(-1))  # one nat below the top
+
+
+@given(st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=600))
+@settings(max_examples=200, deadline=None)
+def test_frequencies_are_valid_for_any_logits(values):
+    freq = entropy.frequencies(torch.tensor([values], dtype=torch.int64))
+    assert int(freq.sum()) == entropy.TOTAL and int(freq.min()) >= 1
+
+
+def test_frequencies_follow_logits():
+    freq = entropy.frequencies(torch.tensor([[0, 16, 32, -10**9]]))
+    assert freq[0, 2] > freq[0, 1] > freq[0, 0] > freq[0, 3] == 1
+    assert freq[0, 2] / freq[0, 1] == pytest.approx(np.e, rel=1e-3)
+
+
+def test_wavefront_order_respects_the_causal_window():
+    waves = entropy.Wavefronts(7, 9, radius=2)
+    position = {(int(i), int(j)): n for n, (i, j) in enumerate(zip(waves.rows, waves.cols, strict=True))}
+    assert len(position) == 63
+    for (i, j), n in position.items():
+        for dy, dx in [(-2, 2), (-1, 2), (-1, -2), (0, -1), (0, -2), (-2, -2)]:
+            if (i + dy, j + dx) in position:
+                assert position[(i + dy, j + dx)] < n
+    assert len(waves) == 3 * 6 + 9  # (R+1)(H-1) + W steps
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 40), (40, 1), (13, 17)])
+@pytest.mark.parametrize("scale", [0.5, 8.0])
+def test_round_trip(shape, scale):
+    prior = make_prior(scale)
+    idx = torch.randint(0, 16, shape, generator=torch.Generator().manual_seed(3))
+    data = entropy.encode_grid(prior, idx)
+    assert torch.equal(entropy.decode_grid(prior, data, *shape), idx)
+
+
+def test_payload_matches_cross_entropy():
+    prior = make_prior(4.0, k=64, radius=2)
+    idx = torch.randint(0, 64, (40, 50), generator=torch.Generator().manual_seed(4))
+    bits = entropy.grid_bits(prior, idx)
+    payload = 8 * len(entropy.encode_grid(prior, idx))
+    assert bits <= payload <= 1.01 * bits + 64
+
+
+def test_encoder_grouping_does_not_change_the_bitstream():
+    prior = make_prior(2.0, k=32, radius=2)
+    idx = torch.randint(0, 32, (21, 30), generator=torch.Generator().manual_seed(5))
+    streams = {entropy.encode_grid(prior, idx, group=g) for g in (1, 3, 64, 10_000)}
+    assert len(streams) == 1
+
+
+def test_decoding_is_identical_across_thread_counts():
+    prior = make_prior(2.0, k=32, radius=2)
+    idx = torch.randint(0, 32, (20, 25), generator=torch.Generator().manual_seed(6))
+    data = entropy.encode_grid(prior, idx)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = entropy.decode_grid(prior, data, 20, 25)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(single, idx) and torch.equal(entropy.decode_grid(prior, data, 20, 25), idx)
+
+
+def test_adversarial_distributions_never_fail():
+    """All mass on one symbol, and the symbol coded being the least likely one."""
+    prior = make_prior(400.0, k=16)  # extreme logits: near-one and near-zero probabilities
+    ctx_grid = torch.zeros(12, 12, dtype=torch.int64)
+    logits = prior.logits(torch.zeros(1, 4, dtype=torch.int64) + 3)
+    worst = int(logits.argmin())
+    for idx in (ctx_grid, torch.full((12, 12), worst), torch.randint(0, 16, (12, 12))):
+        data = entropy.encode_grid(prior, idx)
+        assert torch.equal(entropy.decode_grid(prior, data, 12, 12), idx)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_and_cpu_priors_agree_bit_for_bit():
+    cfg = PriorConfig(codebook_size=64, radius=2, hidden=32, layers=2)
+    tensors = IntegerPrior.export(tiny_prior(cfg, scale=3.0))
+    cpu, gpu = IntegerPrior(cfg, tensors, "cpu"), IntegerPrior(cfg, tensors, "cuda")
+    idx = torch.randint(0, 64, (30, 40), generator=torch.Generator().manual_seed(7))
+    data = entropy.encode_grid(cpu, idx)
+    assert entropy.encode_grid(gpu, idx) == data
+    assert torch.equal(entropy.decode_grid(gpu, data, 30, 40).cpu(), idx)

@@ -1,0 +1,90 @@
+import io
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vqcodec.errors import ImageError
+from vqcodec.images import prepare
+
+from .conftest import smooth_image
+
+
+def reopen(img: Image.Image, fmt: str, **kw) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    buf.seek(0)
+    return Image.open(buf)
+
+
+def test_rgb_array_and_image_agree():
+    arr = smooth_image(9, 7)
+    a, mode_a = prepare(arr)
+    b, mode_b = prepare(Image.fromarray(arr))
+    assert mode_a == mode_b == "RGB" and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("mode", ["L", "1", "I;16", "I", "F"])
+def test_grayscale_modes_decode_as_l(mode):
+    img = Image.fromarray(smooth_image(6, 5)[..., 0]).convert(mode)
+    rgb, out_mode = prepare(img)
+    assert out_mode == "L" and rgb.mode == "RGB"
+    r, g, b = (np.asarray(c) for c in rgb.split())
+    assert np.array_equal(r, g) and np.array_equal(g, b)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped():
+    arr16 = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 257).astype(np.uint16)  # 0..65535
+    img = reopen(Image.fromarray(arr16), "PNG")
+    rgb, mode = prepare(img)
+    assert mode == "L"
+    assert np.array_equal(np.asarray(rgb)[..., 0], np.arange(256).reshape(16, 16))
+    out, _ = prepare(arr16)  # a uint16 array too
+    assert np.array_equal(np.asarray(out)[..., 0], np.arange(256).reshape(16, 16))
+
+
+def test_alpha_is_composited_on_white_with_a_warning():
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)
+    rgba[..., 0] = 200
+    rgba[:2, :, 3] = 255  # top half opaque red-ish, bottom half transparent
+    with pytest.warns(UserWarning, match="alpha"):
+        rgb, mode = prepare(Image.fromarray(rgba, "RGBA"))
+    px = np.asarray(rgb)
+    assert mode == "RGB" and tuple(px[0, 0]) == (200, 0, 0) and tuple(px[3, 0]) == (255, 255, 255)
+
+
+def test_palette_and_cmyk_become_rgb():
+    arr = smooth_image(8, 8)
+    pal = Image.fromarray(arr).convert("P")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no transparency: no warning
+        rgb, mode = prepare(pal)
+    assert mode == "RGB" and np.array_equal(np.asarray(rgb), np.asarray(pal.convert("RGB")))
+    cmyk = reopen(Image.fromarray(arr).convert("CMYK"), "JPEG", quality=95)
+    rgb, mode = prepare(cmyk)
+    assert mode == "RGB" and np.abs(np.asarray(rgb).astype(int) - arr).mean() < 12
+
+
+def test_exif_orientation_is_applied():
+    arr = smooth_image(10, 20)  # 20 wide, 10 high
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    rotated, _ = prepare(reopen(img, "PNG", exif=exif))
+    assert rotated.size == (10, 20)
+
+
+def test_not_an_image_is_named_in_the_error(tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("hello")
+    with pytest.raises(ImageError, match="notes.png"):
+        prepare(bad)
+    with pytest.raises(ImageError, match="no such file"):
+        prepare(tmp_path / "missing.png")
+    with pytest.raises(ImageError, match="shape"):
+        prepare(np.zeros((4, 4, 2), dtype=np.uint8))
+    with pytest.raises(ImageError, match="dtype"):
+        prepare(np.zeros((4, 4, 3), dtype=np.float32))
+    with pytest.raises(ImageError, match="cannot compress"):
+        prepare(42)

@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from vqcodec.models.vqvae import VQVAE
+from vqcodec.quantization import VectorQuantizer, kmeans, nearest_codebook, usage_stats
+
+from .conftest import TINY_VQVAE
+
+
+def brute_force(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(z.double(), codebook.double()).argmin(1)
+
+
+def test_nearest_codebook_matches_brute_force_and_chunking():
+    g = torch.Generator().manual_seed(0)
+    z, codebook = torch.randn(1000, 8, generator=g), torch.randn(64, 8, generator=g)
+    expected = brute_force(z, codebook)
+    assert torch.equal(nearest_codebook(z, codebook), expected)
+    assert torch.equal(nearest_codebook(z, codebook, chunk=7), expected)
+
+
+def test_straight_through_gradient_reaches_encoder():
+    torch.manual_seed(0)
+    model = VQVAE(TINY_VQVAE)
+    x = torch.rand(2, 3, 16, 16)
+    y, _, commitment = model(x)
+    (torch.nn.functional.mse_loss(y, x) + commitment).backward()
+    first = model.encoder[0].weight.grad
+    assert first is not None and first.abs().sum() > 0
+
+
+def test_ema_update_moves_codes_towards_data_and_restarts_dead_codes():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(8, 2, decay=0.5, dead_threshold=0.5)
+    data = torch.tensor([[5.0, 5.0], [-5.0, -5.0]]).repeat(64, 1)
+    z = data.t().reshape(1, 2, 8, 16)
+    for _ in range(20):
+        vq(z)
+    used, _ = usage_stats(vq.indices(z), 8)
+    # every code sits on one of the two clusters: none is stranded far from the data
+    dist = torch.cdist(vq.codebook, torch.tensor([[5.0, 5.0], [-5.0, -5.0]])).min(1).values
+    assert dist.max() < 0.5
+    assert used == 2 / 8
+
+
+def test_kmeans_finds_separated_clusters():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = (centers[:, None] + 0.1 * torch.randn(3, 50, 2, generator=g)).reshape(-1, 2)
+    found = kmeans(x, 3, iters=20)
+    assert torch.cdist(centers, found).min(1).values.max() < 0.2
+
+
+def test_usage_stats():
+    used, ppl = usage_stats(torch.tensor([0, 1, 2, 3]), 8)
+    assert used == 0.5 and ppl == pytest.approx(4.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_quantization_gives_cpu_indices():
+    g = torch.Generator().manual_seed(0)
+    z, codebook = torch.randn(5000, 32, generator=g), torch.randn(512, 32, generator=g)
+    cpu = nearest_codebook(z, codebook)
+    gpu = nearest_codebook(z.cuda(), codebook.cuda()).cpu()
+    assert (cpu == gpu).float().mean() > 0.999  # only exact distance ties may differ

@@ -1,0 +1,5 @@
+"""python -m vqcodec: the command line."""
+
+from vqcodec.cli import main
+
+main()

@@ -1,0 +1,59 @@
+"""The Python API: compress, decompress and load_codec, with loaded models cached."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from PIL import Image
+
+from vqcodec.codec import MAX_PIXELS, VQCodec
+from vqcodec.errors import BitstreamError, ModelError
+from vqcodec.format import parse_header
+from vqcodec.images import ImageLike
+from vqcodec.zoo import DEFAULT_MODEL, WeightsInfo, find, find_by_id
+
+CODECS = {"vq": VQCodec}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """ "cpu", "cuda" or None (cuda when available); asking for a missing GPU is an error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device 'cuda' was asked for but no CUDA GPU is available")
+    return device
+
+
+@lru_cache(maxsize=8)
+def _load(info: WeightsInfo, device: torch.device) -> VQCodec:
+    if info.family not in CODECS:
+        raise ModelError(f"{info.path}: unsupported codec family {info.family!r}")
+    return CODECS[info.family].from_weights(info, device)
+
+
+def load_codec(name: str = DEFAULT_MODEL, quality: int | None = None, device: str | torch.device = "cpu") -> VQCodec:
+    """A ready codec: a shipped model by name (and quality level), or a .safetensors path."""
+    return _load(find(name, quality), resolve_device(device))
+
+
+def compress(
+    image: ImageLike, quality: int | None = None, model: str | None = None, device: str | torch.device = "cpu"
+) -> bytes:
+    """Compress an image (PIL image, path, or HxWx3 uint8 array) into .vqc bytes."""
+    return load_codec(model or DEFAULT_MODEL, quality, device).compress(image)
+
+
+def decompress(data: bytes, max_pixels: int | None = MAX_PIXELS, device: str | torch.device = "cpu") -> Image.Image:
+    """Decode .vqc bytes with whichever shipped model made them."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BitstreamError(f"expected bytes, got {type(data).__name__}")
+    header, _ = parse_header(bytes(data))
+    info = find_by_id(header.family, header.quality, header.model_id)
+    if info is None:
+        raise BitstreamError(
+            f"unknown model: the file was made by {header.family} q{header.quality} "
+            f"(id {header.model_id.hex()}), which is not installed"
+        )
+    return _load(info, resolve_device(device)).decompress(bytes(data), max_pixels=max_pixels)

@@ -1,0 +1,381 @@
+"""The ``vqcodec`` command line: compress, decompress, info, models, eval, train.
+
+Every error is one line on stderr and a non-zero exit status (``--debug`` shows the
+traceback). Outputs are written atomically and never overwrite a file without ``--force``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from vqcodec.errors import VQCodecError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
+
+
+class Failed(click.ClickException):
+    """An error already reported: exit with status 1 and print nothing more."""
+
+    def show(self, file=None) -> None:
+        pass
+
+
+def fail(message: str) -> None:
+    click.echo(f"vqcodec: error: {message}", err=True)
+
+
+def write_atomic(path: Path, data: bytes, force: bool) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename; refuse to overwrite."""
+    if path.exists() and not force:
+        raise VQCodecError(f"{path} exists (use --force to overwrite)")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or Path("."))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def expand(inputs: tuple[str, ...], suffixes: set[str]) -> list[Path]:
+    """Input paths, with directories replaced by the matching files inside them."""
+    out: list[Path] = []
+    for name in inputs:
+        p = Path(name)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in suffixes))
+        else:
+            out.append(p)
+    return out
+
+
+def output_path(src: Path, output: str | None, many: bool, suffix: str) -> Path:
+    """Where the result for ``src`` goes: next to it, or ``output`` (a directory when many)."""
+    if output is None:
+        return src.with_suffix(suffix)
+    out = Path(output)
+    if many or out.is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        return out / (src.stem + suffix)
+    return out
+
+
+def run_batch(ctx: click.Context, files: list[Path], job: Callable[[Path], dict], as_json: bool) -> None:
+    """Run ``job`` on each file; report failures and go on; exit 1 if any failed."""
+    from tqdm import tqdm
+
+    debug = ctx.obj["debug"]
+    results, failures = [], 0
+    show_bar = len(files) > 1 and not as_json
+    for src in tqdm(files, disable=not show_bar, dynamic_ncols=True, leave=False):
+        try:
+            result = job(src)
+        except (VQCodecError, OSError) as e:
+            failures += 1
+            if debug:
+                traceback.print_exc()
+            message = f"{src}: {e}" if str(src) not in str(e) else str(e)
+            results.append({"input": str(src), "error": message})
+            fail(message)
+            continue
+        results.append(result)
+        if not as_json:
+            click.echo(result["line"])
+    if as_json:
+        click.echo(json.dumps([{k: v for k, v in r.items() if k != "line"} for r in results], indent=2))
+    elif len(files) > 1:
+        click.echo(f"{len(files) - failures} of {len(files)} files done, {failures} failed")
+    if failures:
+        raise Failed("")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="vqcodec")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """vqcodec: learned image compression (VQ-VAE + integer PixelCNN prior + range coding)."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output file (one input) or directory (many inputs).")
+@click.option("-q", "--quality", type=int, help="Quality level of the model (default: the model's default).")
+@click.option("--model", default="vq", show_default=True, help="Model name, or a .safetensors weights file.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def compress(ctx, inputs, output, quality, model, device, force, as_json) -> None:
+    """Compress images (files or directories of images) into .vqc files."""
+    from vqcodec.api import load_codec
+    from vqcodec.images import prepare
+
+    codec = load_codec(model, quality, device)
+    files = expand(inputs, IMAGE_SUFFIXES)
+
+    def job(src: Path) -> dict:
+        dst = output_path(src, output, len(files) > 1, ".vqc")
+        if dst.exists() and not force:
+            raise VQCodecError(f"{dst} exists (use --force to overwrite)")
+        start = time.perf_counter()
+        rgb, mode = prepare(src)
+        data = codec.compress(rgb if mode == "RGB" else rgb.convert("L"))
+        seconds = time.perf_counter() - start
+        write_atomic(dst, data, force)
+        bpp = 8 * len(data) / (rgb.width * rgb.height)
+        line = f"{src} -> {dst}: {len(data)} bytes, {bpp:.4f} bpp, {seconds:.2f} s"
+        return {
+            "input": str(src),
+            "output": str(dst),
+            "bytes": len(data),
+            "width": rgb.width,
+            "height": rgb.height,
+            "bpp": bpp,
+            "seconds": seconds,
+            "line": line,
+        }
+
+    run_batch(ctx, files, job, as_json)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output image (one input) or directory (many inputs); format from the suffix.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--max-pixels", type=int, default=None, help="Refuse images larger than this (default 256 Mpixel).")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def decompress(ctx, inputs, output, device, max_pixels, force, as_json) -> None:
+    """Decompress .vqc files into images (PNG unless -o names another format)."""
+    import io
+
+    from PIL import Image
+
+    from vqcodec.api import decompress as decode
+    from vqcodec.codec import MAX_PIXELS
+
+    files = expand(inputs, {".vqc"})
+
+    def job(src: Path) -> dict:
+        dst = output_path(src, output, len(files) > 1, ".png")
+        if dst.exists() and not force:
+            raise VQCodecError(f"{dst} exists (use --force to overwrite)")
+        start = time.perf_counter()
+        img = decode(src.read_bytes(), max_pixels=max_pixels or MAX_PIXELS, device=device)
+        seconds = time.perf_counter() - start
+        fmt = Image.registered_extensions().get(dst.suffix.lower())
+        if fmt is None:
+            raise VQCodecError(f"{dst}: unknown image format {dst.suffix!r} (use .png, .bmp, .tiff, ...)")
+        buf = io.BytesIO()
+        try:
+            img.save(buf, format=fmt)
+        except (KeyError, ValueError, OSError) as e:
+            raise VQCodecError(f"{dst}: cannot write this image as {fmt} ({e})") from e
+        write_atomic(dst, buf.getvalue(), force)
+        line = f"{src} -> {dst}: {img.width}x{img.height} {img.mode}, {seconds:.2f} s"
+        return {
+            "input": str(src),
+            "output": str(dst),
+            "width": img.width,
+            "height": img.height,
+            "seconds": seconds,
+            "line": line,
+        }
+
+    run_batch(ctx, files, job, as_json)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(file, as_json) -> None:
+    """Show the header of a .vqc file."""
+    from vqcodec.format import unpack
+    from vqcodec.zoo import find_by_id
+
+    data = Path(file).read_bytes()
+    header, payload = unpack(data)
+    known = find_by_id(header.family, header.quality, header.model_id)
+    fields = {
+        "file": file,
+        "bytes": len(data),
+        "family": header.family,
+        "quality": header.quality,
+        "model_id": header.model_id.hex(),
+        "model": known.name if known else None,
+        "width": header.width,
+        "height": header.height,
+        "mode": header.mode,
+        "header_bytes": len(data) - len(payload),
+        "payload_bytes": len(payload),
+        "bpp": 8 * len(data) / header.pixels,
+    }
+    if as_json:
+        click.echo(json.dumps(fields, indent=2))
+    else:
+        for k, v in fields.items():
+            click.echo(f"{k:>13}: {v if v is not None else 'not installed'}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models(as_json) -> None:
+    """List the shipped models with their measured rate-distortion numbers."""
+    from vqcodec.zoo import shipped
+
+    rows = [
+        {
+            "name": i.name,
+            "family": i.family,
+            "quality": i.quality,
+            "id": i.model_id.hex(),
+            "file": i.path.name,
+            **i.metrics,
+        }
+        for i in shipped()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'name':<8}{'q':>3}  {'id':<9}{'kodak bpp':>10}{'PSNR dB':>9}{'MS-SSIM':>9}")
+    for r in rows:
+        bpp, psnr, ms = r.get("kodak_bpp"), r.get("kodak_psnr"), r.get("kodak_ms_ssim")
+        click.echo(
+            f"{r['name']:<8}{r['quality']:>3}  {r['id']:<9}"
+            f"{bpp if bpp is None else f'{bpp:.4f}':>10}{psnr if psnr is None else f'{psnr:.2f}':>9}"
+            f"{ms if ms is None else f'{ms:.4f}':>9}"
+        )
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning errors into one line and exit status 1."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except Failed:
+        sys.exit(1)
+    except click.exceptions.Abort:
+        fail("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        fail(e.format_message())
+        sys.exit(e.exit_code)
+    except (VQCodecError, OSError) as e:
+        if debug:
+            traceback.print_exc()
+        fail(str(e))
+        sys.exit(1)
+    except Exception as e:  # anything else is a bug: still one line unless --debug
+        if debug:
+            traceback.print_exc()
+        fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
+        sys.exit(2)
+
+
+def train_options(f):
+    """Options shared by the training stages."""
+    for opt in reversed(
+        [
+            click.option(
+                "--out", required=True, help="Run directory (checkpoints, metrics.jsonl); resumes if present."
+            ),
+            click.option("--steps", type=int, default=10000, show_default=True),
+            click.option("--batch", type=int, default=8, show_default=True),
+            click.option(
+                "--crop",
+                type=int,
+                default=128,
+                show_default=True,
+                help="Crop size (pixels; index cells for the prior).",
+            ),
+            click.option("--lr", type=float, default=3e-4, show_default=True),
+            click.option("--seed", type=int, default=0, show_default=True),
+            click.option("--data", default="../shared/data/train", show_default=True, help="Training images."),
+            click.option("--val", default="../shared/data/val", show_default=True, help="Validation images."),
+            click.option("--threads", type=int, default=0, help="CPU threads (0: torch's default)."),
+            click.option(
+                "--config",
+                "config_file",
+                type=click.Path(exists=True, dir_okay=False),
+                help="TOML file with [model] and [train] tables; command-line options override [train].",
+            ),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
+def stage_configs(config_file: str | None, model_cls, options: dict, ctx: click.Context):
+    """Model and training configuration from a TOML file and the command line."""
+    import tomllib
+
+    from vqcodec.train import TrainConfig
+
+    table = tomllib.loads(Path(config_file).read_text()) if config_file else {}
+    train = dict(table.get("train", {}))
+    for key, value in options.items():
+        source = ctx.get_parameter_source(key)
+        if source is not None and (source.name == "COMMANDLINE" or key not in train):
+            train[key] = value
+    return model_cls(**table.get("model", {})), TrainConfig(**train)
+
+
+@cli.group()
+def train() -> None:
+    """Train a VQ-VAE, then its PixelCNN prior, then export a weights file."""
+
+
+@train.command("vqvae")
+@train_options
+@click.pass_context
+def train_vqvae_cmd(ctx, config_file, **options) -> None:
+    """Stage 1: train the VQ-VAE (MSE + commitment, EMA codebook with dead-code restart)."""
+    from vqcodec.models.vqvae import VQVAEConfig
+    from vqcodec.train import train_vqvae
+
+    model_cfg, cfg = stage_configs(config_file, VQVAEConfig, options, ctx)
+    train_vqvae(model_cfg, cfg)
+
+
+@train.command("prior")
+@click.option("--vqvae", "vqvae_dir", required=True, help="Run directory of the trained VQ-VAE.")
+@train_options
+@click.pass_context
+def train_prior_cmd(ctx, vqvae_dir, config_file, **options) -> None:
+    """Stage 2: train the PixelCNN prior on the VQ-VAE's index grids (float, then integer-aware)."""
+    from vqcodec.models.prior import PriorConfig
+    from vqcodec.train import load_vqvae, train_prior
+
+    model_cfg, cfg = stage_configs(config_file, PriorConfig, options, ctx)
+    train_prior(load_vqvae(vqvae_dir), model_cfg, cfg)
+
+
+@train.command("export")
+@click.option("--vqvae", "vqvae_dir", required=True, help="Run directory of the trained VQ-VAE.")
+@click.option("--prior", "prior_dir", required=True, help="Run directory of the trained prior.")
+@click.option("--name", default="vq", show_default=True)
+@click.option("--quality", type=int, required=True)
+@click.option("--out", required=True, help="Weights file to write (.safetensors).")
+@click.option(
+    "--kodak", default="../shared/data/kodak", show_default=True, help="Where to measure the shipped numbers."
+)
+@click.option("--default", "is_default", is_flag=True, help="Mark this level as the model's default.")
+def train_export_cmd(vqvae_dir, prior_dir, name, quality, out, kodak, is_default) -> None:
+    """Stage 3: write the weights file, measure it on Kodak, and store the numbers in its metadata."""
+    from vqcodec.train import export_codec
+
+    info = export_codec(vqvae_dir, prior_dir, name, quality, out, kodak, is_default)
+    click.echo(f"{out}: id {info.model_id.hex()}, {json.dumps(info.metrics)}")

@@ -1,0 +1,162 @@
+"""Entropy coding of index grids: integer frequency tables and wavefront-ordered range coding.
+
+Frequencies come from the prior's integer logits by an integer-only procedure: a fixed
+exp lookup table (built with correctly rounded decimal arithmetic, so identical everywhere)
+maps "distance below the largest logit" to a weight, and the weights are rescaled to a fixed
+total of 2**24 with every symbol at least 1. constriction's range coder receives exactly that
+table: its leaky categorical model maps weights w to cumulative frequencies
+floor(cumsum(w) * (2**24 - K) / sum(w)) + s, so handing it w = freq - 1 (integers, whose
+float sums are exact) makes the scale exactly 1 and the coded table exactly ``freq``.
+
+Symbols are coded in wavefront order t = (R+1)*i + j (ties by row), the order in which a
+decoder can recover them in batches: all positions of one wavefront depend only on earlier
+wavefronts. The encoder may evaluate the prior on any grouping of wavefronts: the integer
+prior gives the same numbers whatever the batch.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal, getcontext
+from functools import lru_cache
+
+import constriction
+import numpy as np
+import torch
+
+from vqcodec.errors import BitstreamError
+from vqcodec.models.prior import LOGIT_BITS, IntegerPrior, causal_offsets
+
+FREQ_BITS = 24
+TOTAL = 1 << FREQ_BITS
+LUT_BITS = 16
+RECIPROCAL_BITS = 32  # w < 2**17 and reciprocal < 2**(24 + 32 - 16): products fit in int64
+
+
+@lru_cache(maxsize=1)
+def exp_table() -> torch.Tensor:
+    """round(2**16 * exp(-d / 2**LOGIT_BITS)) for d = 0.. until it reaches 0 (int64)."""
+    getcontext().prec = 40
+    values, d = [], 0
+    while True:
+        v = int(
+            (Decimal(2**LUT_BITS) * (Decimal(-d) / Decimal(2**LOGIT_BITS)).exp()).to_integral_value(ROUND_HALF_EVEN)
+        )
+        if v == 0:
+            return torch.tensor([*values, 0], dtype=torch.int64)
+        values.append(v)
+        d += 1
+
+
+def frequencies(logits: torch.Tensor) -> torch.Tensor:
+    """Integer logits (N, K) -> int64 frequencies (N, K), each >= 1, each row summing to 2**24.
+
+    Each row's weights w = LUT[top - logit] are scaled by a per-row fixed-point reciprocal,
+    f = 1 + (w * floor((2**24 - K) * 2**32 / sum(w))) >> 32, and the few units that rounding
+    leaves over go to the most likely symbol.
+    """
+    lut = exp_table().to(logits.device)
+    top, argmax = logits.max(1, keepdim=True)
+    raw = lut[(top - logits).clamp_(max=len(lut) - 1)]
+    k = logits.shape[1]
+    reciprocal = ((TOTAL - k) << RECIPROCAL_BITS) // raw.sum(1, keepdim=True)
+    freq = 1 + ((raw * reciprocal) >> RECIPROCAL_BITS)
+    freq.scatter_add_(1, argmax, TOTAL - freq.sum(1, keepdim=True))
+    return freq
+
+
+def coder_weights(logits: torch.Tensor) -> np.ndarray:
+    """The float64 weights handed to constriction so that it codes exactly ``frequencies``."""
+    return (frequencies(logits) - 1).cpu().numpy().astype(np.float64)
+
+
+class Wavefronts:
+    """Positions of an H x W grid grouped by wavefront t = (R+1)*i + j, in coding order."""
+
+    def __init__(self, height: int, width: int, radius: int):
+        i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+        t = ((radius + 1) * i + j).ravel()
+        order = np.lexsort((i.ravel(), t))
+        self.rows, self.cols = i.ravel()[order], j.ravel()[order]
+        self.starts = np.searchsorted(t[order], np.arange(t.max() + 2))
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def span(self, first: int, last: int) -> slice:
+        """Slice of the coding order covering wavefronts first..last-1."""
+        return slice(int(self.starts[first]), int(self.starts[min(last, len(self))]))
+
+
+class GridContext:
+    """An index grid padded with the "outside" symbol, read through the prior's causal window."""
+
+    def __init__(self, height: int, width: int, prior: IntegerPrior):
+        r = prior.cfg.radius
+        self.r = r
+        self.grid = torch.full(
+            (height + r, width + 2 * r), prior.cfg.codebook_size, dtype=torch.int64, device=prior.device
+        )
+        offs = causal_offsets(r)
+        self.dy = torch.tensor([dy for dy, _ in offs], device=prior.device)
+        self.dx = torch.tensor([dx for _, dx in offs], device=prior.device)
+
+    def windows(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        return self.grid[(rows + self.r)[:, None] + self.dy, (cols + self.r)[:, None] + self.dx]
+
+    def put(self, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor) -> None:
+        self.grid[rows + self.r, cols + self.r] = values
+
+    @property
+    def indices(self) -> torch.Tensor:
+        return self.grid[self.r :, self.r : self.grid.shape[1] - self.r]
+
+
+def encode_grid(prior: IntegerPrior, idx: torch.Tensor, group: int = 64) -> bytes:
+    """Range-code an (H, W) index grid under the prior; ``group`` wavefronts per prior call."""
+    h, w = idx.shape
+    waves = Wavefronts(h, w, prior.cfg.radius)
+    ctx = GridContext(h, w, prior)
+    ctx.put(
+        *torch.meshgrid(torch.arange(h, device=prior.device), torch.arange(w, device=prior.device), indexing="ij"),
+        idx.to(prior.device),
+    )
+    rows, cols = torch.from_numpy(waves.rows).to(prior.device), torch.from_numpy(waves.cols).to(prior.device)
+    symbols = idx.reshape(-1).cpu().numpy().astype(np.int32)[waves.rows * w + waves.cols]
+    encoder = constriction.stream.queue.RangeEncoder()
+    model = constriction.stream.model.Categorical(perfect=False)
+    for first in range(0, len(waves), group):
+        s = waves.span(first, first + group)
+        encoder.encode(symbols[s], model, coder_weights(prior.logits(ctx.windows(rows[s], cols[s]))))
+    return encoder.get_compressed().tobytes()
+
+
+def decode_grid(prior: IntegerPrior, data: bytes, height: int, width: int) -> torch.Tensor:
+    """Inverse of encode_grid: decode one wavefront at a time -> (H, W) int64 on the prior's device."""
+    if len(data) % 4:
+        raise BitstreamError("payload length is not a whole number of 32-bit words")
+    waves = Wavefronts(height, width, prior.cfg.radius)
+    ctx = GridContext(height, width, prior)
+    rows, cols = torch.from_numpy(waves.rows).to(prior.device), torch.from_numpy(waves.cols).to(prior.device)
+    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype=np.uint32).copy())
+    model = constriction.stream.model.Categorical(perfect=False)
+    for t in range(len(waves)):
+        s = waves.span(t, t + 1)
+        r, c = rows[s], cols[s]
+        symbols = decoder.decode(model, coder_weights(prior.logits(ctx.windows(r, c))))
+        ctx.put(r, c, torch.from_numpy(symbols.astype(np.int64)).to(prior.device))
+    return ctx.indices.clone()
+
+
+def grid_bits(prior: IntegerPrior, idx: torch.Tensor) -> float:
+    """Cross-entropy of a grid under the integer prior's exact frequency tables, in bits."""
+    h, w = idx.shape
+    ctx = GridContext(h, w, prior)
+    rows, cols = (g.reshape(-1) for g in torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"))
+    rows, cols = rows.to(prior.device), cols.to(prior.device)
+    ctx.put(rows, cols, idx.reshape(-1).to(prior.device))
+    total = 0.0
+    for s in range(0, h * w, 65536):
+        freq = frequencies(prior.logits(ctx.windows(rows[s : s + 65536], cols[s : s + 65536])))
+        picked = freq.gather(1, idx.reshape(-1, 1)[s : s + 65536].to(prior.device))
+        total += float((FREQ_BITS - torch.log2(picked.double())).sum())
+    return total

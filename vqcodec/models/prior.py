@@ -1,0 +1,194 @@
+"""PixelCNN prior over VQ index grids, trained in floating point and run as an integer network.
+
+The prior is a PixelCNN (van den Oord et al., "Conditional Image Generation with PixelCNN
+Decoders", NeurIPS 2016) with one mask-A convolution followed by 1x1 (mask-B) layers. The
+mask-A layer sees a causal window of radius R: the R rows above, columns -R..+R, and the R
+indices to the left on the current row. Its input is the one-hot index, so the layer is a
+sum of per-offset embedding rows. With this bounded receptive field every position on the
+wavefront t = (R+1)*i + j depends only on earlier wavefronts, so a decoder can decode a
+whole wavefront at once (see vqcodec.entropy).
+
+For decoding to be bit-exact on every platform, inference is an integer network (Balle,
+Johnston, Minnen, "Integer networks for data compression with latent-variable models",
+ICLR 2019): 8-bit weights with a power-of-two scale per output channel, activations
+clipped to 0..255, rescaling by exact right shifts. Every dot product is a sum of at most
+``hidden`` terms of magnitude < 127 * 255, so it is exact in float64 (indeed in float32)
+whatever the summation order or kernel. Training simulates that quantization with
+straight-through rounding so the float model and its integer export agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACT_BITS = 5  # activations are integers 0..255 at scale 2**-5
+ACT_MAX = 255
+TABLE_BITS = 12  # first-layer table entries at scale 2**-12
+WEIGHT_MAX = 127
+LOGIT_BITS = 4  # logits at scale 2**-4 nats
+
+
+@dataclass
+class PriorConfig:
+    """Architecture of a PixelCNN prior; stored in the weights' metadata."""
+
+    codebook_size: int = 512
+    radius: int = 2
+    hidden: int = 128
+    layers: int = 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def causal_offsets(radius: int) -> list[tuple[int, int]]:
+    """(dy, dx) offsets of the mask-A window, in a fixed order."""
+    above = [(dy, dx) for dy in range(-radius, 0) for dx in range(-radius, radius + 1)]
+    return above + [(0, dx) for dx in range(-radius, 0)]
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round half up (as the integer network's shifts do) in the forward pass, identity gradient."""
+    return x + (torch.floor(x + 0.5) - x).detach()
+
+
+def weight_shifts(w: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel exponent k so that round(w * 2**k) fits in [-127, 127]."""
+    peak = w.detach().abs().amax(dim=1).clamp_min(1e-8)
+    return torch.floor(torch.log2(WEIGHT_MAX / peak)).clamp(1, 24)
+
+
+class PixelCNNPrior(nn.Module):
+    """Logits of p(index_i | indices before i) for every position of (B, H, W) grids."""
+
+    def __init__(self, cfg: PriorConfig):
+        super().__init__()
+        self.cfg = cfg
+        k, n_off = cfg.codebook_size, len(causal_offsets(cfg.radius))
+        # One table row per (offset, symbol); symbol k (one past the codebook) marks "outside the grid".
+        self.table = nn.Parameter(torch.randn(n_off, k + 1, cfg.hidden) / math.sqrt(n_off))
+        self.bias = nn.Parameter(torch.zeros(cfg.hidden))
+        self.hidden = nn.ModuleList(nn.Linear(cfg.hidden, cfg.hidden) for _ in range(cfg.layers))
+        self.out = nn.Linear(cfg.hidden, k)
+        self.quantized = False
+
+    def context(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) indices -> (B, H, W, n_offsets) indices of the causal window."""
+        r, k = self.cfg.radius, self.cfg.codebook_size
+        padded = F.pad(idx, (r, r, r, 0), value=k)
+        h, w = idx.shape[1], idx.shape[2]
+        return torch.stack(
+            [padded[:, r + dy : r + dy + h, r + dx : r + dx + w] for dy, dx in causal_offsets(r)], dim=-1
+        )
+
+    def _act(self, h: torch.Tensor) -> torch.Tensor:
+        if self.quantized:
+            return round_ste(h.clamp(0, ACT_MAX / 2**ACT_BITS) * 2**ACT_BITS) / 2**ACT_BITS
+        return h.clamp(0, ACT_MAX / 2**ACT_BITS)
+
+    def _linear(self, layer: nn.Linear, a: torch.Tensor) -> torch.Tensor:
+        if not self.quantized:
+            return layer(a)
+        scale = 2 ** weight_shifts(layer.weight)
+        w = round_ste(layer.weight * scale[:, None]) / scale[:, None]
+        b = round_ste(layer.bias * scale * 2**ACT_BITS) / (scale * 2**ACT_BITS)
+        return F.linear(a, w, b)
+
+    def features(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Causal-window indices (..., n_offsets) -> last hidden activations (..., hidden)."""
+        table, bias = self.table, self.bias
+        if self.quantized:
+            table = round_ste(table * 2**TABLE_BITS) / 2**TABLE_BITS
+            bias = round_ste(bias * 2**TABLE_BITS) / 2**TABLE_BITS
+        n_off, rows = table.shape[0], table.shape[1]
+        flat = table.reshape(n_off * rows, -1)
+        offsets = torch.arange(n_off, device=ctx.device) * rows
+        h = F.embedding(ctx + offsets, flat).sum(-2) + bias
+        a = self._act(h)
+        for layer in self.hidden:
+            a = self._act(self._linear(layer, a))
+        return a
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) int64 -> logits (B, H, W, K)."""
+        logits = self._linear(self.out, self.features(self.context(idx)))
+        if self.quantized:
+            logits = round_ste(logits * 2**LOGIT_BITS) / 2**LOGIT_BITS
+        return logits
+
+    def bits(self, idx: torch.Tensor) -> torch.Tensor:
+        """Total cross-entropy in bits of the grids ``idx`` under the prior."""
+        logits = self(idx)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx.reshape(-1), reduction="sum") / math.log(2)
+
+
+def _shift_round(acc: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:
+    """round(acc / 2**shift), half up, in exact integer arithmetic (shift >= 1)."""
+    return (acc + (1 << (shift - 1))) >> shift
+
+
+class IntegerPrior:
+    """The exact integer form of a PixelCNNPrior: what the codec runs, on any device.
+
+    Integer tensors are kept in floating point so that fast library kernels do the work: each
+    first-layer sum has at most ``n_offsets + 1`` terms and each dot product at most ``hidden``
+    terms below 127 * 255, all partial sums stay below 2**24, so float32 is exact whatever the
+    summation order (float64 is used where float32 might be computed in reduced precision:
+    TF32 on CUDA, or a matmul precision other than "highest").
+    """
+
+    def __init__(self, cfg: PriorConfig, tensors: dict[str, torch.Tensor], device: str | torch.device = "cpu"):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        t = {name: v.to(self.device, torch.int64) for name, v in tensors.items()}
+        n_off = len(causal_offsets(cfg.radius))
+        if int(t["table"].abs().amax()) * n_off + int(t["bias"].abs().amax()) >= 2**24:
+            raise ValueError("prior table too large for exact float arithmetic")
+        self._table, self.bias = t["table"].double(), t["bias"]
+        self._layers = [(t[f"w{n}"].double().t().contiguous(), t[f"b{n}"], t[f"k{n}"]) for n in range(cfg.layers)]
+        self._out = (t["w_out"].double().t().contiguous(), t["b_out"], t["k_out"] + ACT_BITS - LOGIT_BITS)
+        self.offsets = torch.arange(n_off, device=self.device) * (cfg.codebook_size + 1)
+        self._cache: dict[torch.dtype, tuple] = {}
+
+    @staticmethod
+    def export(model: PixelCNNPrior) -> dict[str, torch.Tensor]:
+        """Integer tensors of a (quantization-aware trained) float prior."""
+        out: dict[str, torch.Tensor] = {
+            "table": torch.floor(model.table.detach() * 2**TABLE_BITS + 0.5)
+            .reshape(-1, model.cfg.hidden)
+            .to(torch.int32),
+            "bias": torch.floor(model.bias.detach() * 2**TABLE_BITS + 0.5).to(torch.int32),
+        }
+        names = [str(n) for n in range(model.cfg.layers)] + ["_out"]
+        for name, layer in zip(names, [*model.hidden, model.out], strict=True):
+            k = weight_shifts(layer.weight)
+            out[f"w{name}"] = torch.floor(layer.weight.detach() * 2 ** k[:, None] + 0.5).to(torch.int8)
+            out[f"b{name}"] = torch.floor(layer.bias.detach() * 2 ** (k + ACT_BITS) + 0.5).to(torch.int64)
+            out[f"k{name}"] = k.to(torch.int8)
+        return out
+
+    def _exact_dtype(self) -> torch.dtype:
+        if self.device.type == "cuda":
+            return torch.float64 if torch.backends.cuda.matmul.allow_tf32 else torch.float32
+        return torch.float32 if torch.get_float32_matmul_precision() == "highest" else torch.float64
+
+    def _weights(self, dtype: torch.dtype) -> tuple:
+        if dtype not in self._cache:
+            layers = [(w.to(dtype), b, k) for w, b, k in self._layers]
+            self._cache[dtype] = (self._table.to(dtype), layers, (self._out[0].to(dtype), *self._out[1:]))
+        return self._cache[dtype]
+
+    def logits(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Causal-window indices (N, n_offsets) -> integer logits (N, K) at scale 2**-LOGIT_BITS."""
+        dtype = self._exact_dtype()
+        table, layers, (w_out, b_out, k_out) = self._weights(dtype)
+        acc = F.embedding_bag(ctx + self.offsets, table, mode="sum").long() + self.bias
+        a = _shift_round(acc, TABLE_BITS - ACT_BITS).clamp_(0, ACT_MAX)
+        for w, b, k in layers:
+            a = _shift_round((a.to(dtype) @ w).long() + b, k).clamp_(0, ACT_MAX)
+        return _shift_round((a.to(dtype) @ w_out).long() + b_out, k_out)

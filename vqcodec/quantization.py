@@ -1,0 +1,120 @@
+"""Vector quantization: nearest-codebook search and an EMA-updated codebook.
+
+The codebook follows van den Oord et al., "Neural Discrete Representation Learning"
+(NeurIPS 2017): the encoder output z is replaced by its nearest codebook vector e_k, the
+gradient skips the argmin (straight-through estimator), and a commitment term
+beta * ||z - sg(e_k)||^2 keeps the encoder close to its codes. The codebook itself is
+updated by exponential moving averages of the vectors assigned to each code (the paper's
+appendix A.1), initialised by k-means on encoder outputs, and codes that stop being used
+are restarted on random encoder outputs: a dead code is rate the prior still pays for.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DEFAULT_CHUNK = 16384
+
+
+def nearest_codebook(z: torch.Tensor, codebook: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """Index of the nearest codebook row for each row of ``z`` (N, D) -> (N,) int64.
+
+    Uses ||z||^2 - 2 z.e + ||e||^2 so the work is one matrix product per chunk, on whatever
+    device the tensors live on; chunking bounds memory at ``chunk * K`` distances.
+    """
+    codebook = codebook.to(z.dtype)
+    e_sq = (codebook * codebook).sum(1)
+    out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
+    for start in range(0, z.shape[0], chunk):
+        zc = z[start : start + chunk]
+        dist = (zc * zc).sum(1, keepdim=True) - 2.0 * zc @ codebook.t() + e_sq
+        out[start : start + chunk] = dist.argmin(1)
+    return out
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int = 10, seed: int = 0) -> torch.Tensor:
+    """Lloyd k-means on rows of ``x`` with k-means++ seeding; empty clusters keep their seed."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x = x.float()
+    centers = torch.empty(k, x.shape[1], dtype=x.dtype, device=x.device)
+    centers[0] = x[torch.randint(x.shape[0], (1,), generator=g)]
+    d2 = ((x - centers[0]) ** 2).sum(1)
+    for n in range(1, k):
+        weights = d2.cpu().double() + 1e-12
+        centers[n] = x[torch.multinomial(weights, 1, generator=g).to(x.device)]
+        d2 = torch.minimum(d2, ((x - centers[n]) ** 2).sum(1))
+    for _ in range(iters):
+        assign = nearest_codebook(x, centers)
+        sums = torch.zeros_like(centers).index_add_(0, assign, x)
+        counts = torch.bincount(assign, minlength=k).to(x.dtype)
+        filled = counts > 0
+        centers[filled] = sums[filled] / counts[filled, None]
+    return centers
+
+
+class VectorQuantizer(nn.Module):
+    """EMA codebook of ``size`` vectors of dimension ``dim`` with dead-code restart."""
+
+    def __init__(self, size: int, dim: int, beta: float = 0.25, decay: float = 0.99, dead_threshold: float = 0.03):
+        super().__init__()
+        self.size, self.dim, self.beta, self.decay, self.dead_threshold = size, dim, beta, decay, dead_threshold
+        self.register_buffer("codebook", torch.randn(size, dim) * 0.1)
+        self.register_buffer("cluster_size", torch.ones(size))
+        self.register_buffer("code_sum", self.codebook.clone())
+        self.register_buffer("initialized", torch.tensor(False))
+
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """Encoder output (B, D, H, W) -> index grid (B, H, W)."""
+        b, d, h, w = z.shape
+        flat = z.permute(0, 2, 3, 1).reshape(-1, d)
+        return nearest_codebook(flat, self.codebook).view(b, h, w)
+
+    def lookup(self, idx: torch.Tensor) -> torch.Tensor:
+        """Index grid (B, H, W) -> codebook vectors (B, D, H, W)."""
+        return F.embedding(idx, self.codebook).permute(0, 3, 1, 2).contiguous()
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Quantize with a straight-through gradient.
+
+        Returns (z_q, indices, commitment_loss); in training mode the codebook is updated.
+        """
+        flat = z.permute(0, 2, 3, 1).reshape(-1, self.dim)
+        if self.training:
+            self._update(flat.detach())
+        idx = nearest_codebook(flat, self.codebook)
+        zq = F.embedding(idx, self.codebook).view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
+        commitment = self.beta * F.mse_loss(z, zq.detach())
+        zq = z + (zq - z).detach()
+        return zq, idx.view(z.shape[0], z.shape[2], z.shape[3]), commitment
+
+    @torch.no_grad()
+    def _update(self, flat: torch.Tensor) -> None:
+        if not bool(self.initialized):
+            self.codebook.copy_(kmeans(flat, self.size))
+            self.code_sum.copy_(self.codebook)
+            self.cluster_size.fill_(1.0)
+            self.initialized.fill_(True)
+        idx = nearest_codebook(flat, self.codebook)
+        counts = torch.bincount(idx, minlength=self.size).to(flat.dtype)
+        sums = torch.zeros_like(self.codebook).index_add_(0, idx, flat)
+        self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.code_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        n = self.cluster_size.sum()
+        smoothed = (self.cluster_size + 1e-5) / (n + self.size * 1e-5) * n
+        self.codebook.copy_(self.code_sum / smoothed[:, None])
+        dead = self.cluster_size < self.dead_threshold
+        if dead.any():
+            picks = flat[torch.randint(flat.shape[0], (int(dead.sum()),), device=flat.device)]
+            self.codebook[dead] = picks
+            self.code_sum[dead] = picks
+            self.cluster_size[dead] = 1.0
+
+
+def usage_stats(idx: torch.Tensor, size: int) -> tuple[float, float]:
+    """(fraction of codes used, perplexity) of a batch of indices."""
+    counts = torch.bincount(idx.flatten(), minlength=size).double()
+    p = counts / counts.sum()
+    nz = p[p > 0]
+    return float((counts > 0).double().mean()), float(torch.exp(-(nz * nz.log()).sum()))

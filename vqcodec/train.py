@@ -1,0 +1,310 @@
+"""Training loops for the VQ-VAE and its PixelCNN prior.
+
+Both loops checkpoint every ``ckpt_every`` steps to ``out/checkpoint.pt`` and resume from it,
+log one JSON object per line to ``out/metrics.jsonl``, validate on a held-out folder, and
+write the final weights as safetensors with their configuration in the metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vqcodec.data import CropDataset, image_files, load_rgb, to_tensor
+from vqcodec.models.prior import PixelCNNPrior, PriorConfig
+from vqcodec.models.vqvae import VQVAE, VQVAEConfig
+from vqcodec.quantization import usage_stats
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by both stages."""
+
+    data: str = "../shared/data/train"
+    val: str = "../shared/data/val"
+    out: str = "runs/vqvae"
+    steps: int = 10000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 2e-4
+    seed: int = 0
+    ckpt_every: int = 250
+    val_every: int = 1000
+    val_images: int = 20
+    threads: int = 0
+    data_limit: int | None = None
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
+    """Linear warm-up then cosine decay to 5% of ``base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+class Run:
+    """Checkpoint, resume and metrics log of one training run in ``cfg.out``."""
+
+    def __init__(self, cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer):
+        self.cfg, self.model, self.opt = cfg, model, opt
+        self.dir = Path(cfg.out)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ckpt = self.dir / "checkpoint.pt"
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+        if self.ckpt.exists():
+            state = torch.load(self.ckpt, weights_only=False)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            self.gen.set_state(state["gen"])
+            self.step = state["step"]
+
+    def save(self) -> None:
+        tmp = self.ckpt.with_suffix(".tmp")
+        state = {
+            "model": self.model.state_dict(),
+            "opt": self.opt.state_dict(),
+            "gen": self.gen.get_state(),
+            "step": self.step,
+        }
+        torch.save(state, tmp)
+        tmp.replace(self.ckpt)
+
+    def write_config(self, model_config: dict) -> None:
+        """Record the model and training configuration next to the checkpoint."""
+        text = json.dumps({"model": model_config, "train": asdict(self.cfg)}, indent=2)
+        (self.dir / "config.json").write_text(text)
+
+    def log(self, **metrics: float) -> None:
+        with open(self.dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": self.step, "time": time.time(), **metrics}) + "\n")
+
+
+def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate-pad (B, C, H, W) on the bottom and right to a multiple of ``multiple``."""
+    ph, pw = -x.shape[2] % multiple, -x.shape[3] % multiple
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+@torch.no_grad()
+def validate_vqvae(model: VQVAE, folder: str, limit: int) -> dict[str, float]:
+    """Mean PSNR and empirical index entropy (bits per pixel, no prior) on whole images."""
+    model.eval()
+    psnrs, all_idx, pixels = [], [], 0
+    for path in image_files(folder)[:limit]:
+        x = to_tensor(load_rgb(path))[None]
+        idx = model.encode(pad_to(x, 4))
+        y = model.decode(idx)[..., : x.shape[2], : x.shape[3]].clamp(0, 1)
+        y = torch.round(y * 255) / 255
+        psnrs.append(float(-10 * torch.log10(F.mse_loss(y, x))))
+        all_idx.append(idx.flatten())
+        pixels += x.shape[2] * x.shape[3]
+    idx = torch.cat(all_idx)
+    p = torch.bincount(idx, minlength=model.cfg.codebook_size).double() / idx.numel()
+    p = p[p > 0]
+    bits = float(-(p * p.log2()).sum()) * idx.numel()
+    used, perplexity = usage_stats(idx, model.cfg.codebook_size)
+    model.train()
+    return {
+        "val_psnr": sum(psnrs) / len(psnrs),
+        "val_entropy_bpp": bits / pixels,
+        "val_usage": used,
+        "val_perplexity": perplexity,
+    }
+
+
+def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig) -> VQVAE:
+    """Train a VQ-VAE on MSE + commitment loss; returns the model (also saved in cfg.out)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    model = VQVAE(model_cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    run = Run(cfg, model, opt)
+    run.write_config(model_cfg.to_dict())
+    data = CropDataset(cfg.data, cfg.crop, limit=cfg.data_limit)
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=run.step, desc="vqvae", dynamic_ncols=True)
+    while run.step < cfg.steps:
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(run.step, cfg.steps, cfg.lr)
+        x = data.batch(cfg.batch, run.gen)
+        y, idx, commitment = model(x)
+        mse = F.mse_loss(y, x)
+        loss = mse + commitment
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        run.step += 1
+        bar.update(1)
+        if run.step % 50 == 0:
+            used, perplexity = usage_stats(idx, model_cfg.codebook_size)
+            psnr = float(-10 * torch.log10(mse.detach()))
+            bar.set_postfix(psnr=f"{psnr:.2f}", ppl=f"{perplexity:.0f}")
+            run.log(psnr=psnr, commitment=float(commitment), usage=used, perplexity=perplexity)
+        if run.step % cfg.val_every == 0 or run.step == cfg.steps:
+            run.log(**validate_vqvae(model, cfg.val, cfg.val_images))
+        if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
+            run.save()
+    bar.close()
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def index_grids(model: VQVAE, folder: str, scales: tuple[float, ...], limit: int | None = None) -> list[torch.Tensor]:
+    """The VQ-VAE's index grid of every image in ``folder`` at each scale (the prior's data)."""
+    from PIL import Image
+
+    model.eval()
+    grids = []
+    for path in tqdm(image_files(folder)[:limit], desc="index grids", dynamic_ncols=True):
+        img = load_rgb(path)
+        for s in scales:
+            scaled = (
+                img
+                if s == 1
+                else img.resize((max(4, round(img.width * s)), max(4, round(img.height * s))), Image.Resampling.LANCZOS)
+            )
+            grids.append(model.encode(pad_to(to_tensor(scaled)[None], 4))[0])
+    return grids
+
+
+def grid_batch(grids: list[torch.Tensor], size: int, crop: int, gen: torch.Generator) -> torch.Tensor:
+    """(size, crop, crop) random crops of index grids (grids smaller than ``crop`` are skipped)."""
+    usable = [g for g in grids if g.shape[0] >= crop and g.shape[1] >= crop]
+    out = torch.empty(size, crop, crop, dtype=torch.int64)
+    for n, i in enumerate(torch.randint(len(usable), (size,), generator=gen).tolist()):
+        g = usable[i]
+        y = int(torch.randint(g.shape[0] - crop + 1, (1,), generator=gen))
+        x = int(torch.randint(g.shape[1] - crop + 1, (1,), generator=gen))
+        out[n] = g[y : y + crop, x : x + crop]
+    return out
+
+
+@torch.no_grad()
+def prior_bits_per_index(prior: PixelCNNPrior, grids: list[torch.Tensor]) -> float:
+    """Mean cross-entropy (bits per index) of whole grids under the (float or fake-quant) prior."""
+    prior.eval()
+    bits = sum(float(prior.bits(g[None])) for g in grids)
+    prior.train()
+    return bits / sum(g.numel() for g in grids)
+
+
+def train_prior(vqvae: VQVAE, prior_cfg: PriorConfig, cfg: TrainConfig, qat_fraction: float = 0.3) -> PixelCNNPrior:
+    """Train the PixelCNN prior on the VQ-VAE's index grids of the training images.
+
+    The last ``qat_fraction`` of the steps simulate the integer network (quantization-aware
+    fine-tuning), so the exported integer prior loses almost no rate.
+    """
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    prior = PixelCNNPrior(prior_cfg)
+    opt = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
+    run = Run(cfg, prior, opt)
+    run.write_config(prior_cfg.to_dict())
+    grids = index_grids(vqvae, cfg.data, (0.5, 0.75), cfg.data_limit)
+    val = index_grids(vqvae, cfg.val, (0.5,), cfg.val_images)
+    qat_start = int(cfg.steps * (1 - qat_fraction))
+    bar = tqdm(total=cfg.steps, initial=run.step, desc="prior", dynamic_ncols=True)
+    while run.step < cfg.steps:
+        prior.quantized = run.step >= qat_start
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(run.step, cfg.steps, cfg.lr)
+        idx = grid_batch(grids, cfg.batch, cfg.crop, run.gen)
+        loss = prior.bits(idx) / idx.numel()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        run.step += 1
+        bar.update(1)
+        if run.step % 50 == 0:
+            bar.set_postfix(bits=f"{float(loss):.3f}", q=int(prior.quantized))
+            run.log(bits_per_index=float(loss), quantized=prior.quantized)
+        if run.step % cfg.val_every == 0 or run.step == cfg.steps:
+            run.log(val_bits_per_index=prior_bits_per_index(prior, val), quantized=prior.quantized)
+        if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
+            run.save()
+    bar.close()
+    prior.quantized = True
+    return prior.eval()
+
+
+def load_run(out: str | Path) -> tuple[dict, dict]:
+    """(config, model state dict) of a finished or interrupted run directory."""
+    out = Path(out)
+    config = json.loads((out / "config.json").read_text())
+    return config, torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+
+
+def load_vqvae(out: str | Path) -> VQVAE:
+    config, state = load_run(out)
+    model = VQVAE(VQVAEConfig(**config["model"]))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def load_prior(out: str | Path) -> PixelCNNPrior:
+    config, state = load_run(out)
+    prior = PixelCNNPrior(PriorConfig(**config["model"]))
+    prior.load_state_dict(state)
+    prior.quantized = True
+    return prior.eval()
+
+
+def export_codec(
+    vqvae_dir: str, prior_dir: str, name: str, quality: int, out: str, kodak: str | None, is_default: bool = False
+):
+    """Write a shipped VQ codec and measure it on ``kodak`` (evaluation only, never tuning)."""
+    from vqcodec.codec import VQCodec, save_vq_weights
+    from vqcodec.evaluation import measure_folder, summarize
+    from vqcodec.models.prior import IntegerPrior
+
+    vqvae, prior = load_vqvae(vqvae_dir), load_prior(prior_dir)
+    vq_cfg, _ = load_run(vqvae_dir)
+    prior_cfg, _ = load_run(prior_dir)
+    steps = {"vqvae": vq_cfg["train"]["steps"], "prior": prior_cfg["train"]["steps"]}
+    meta = {
+        "training": {
+            "data": "shared/data/train (BSDS500 train+test, ImageNet samples), val: BSDS500 val",
+            "steps": steps,
+            "vqvae": vq_cfg["train"],
+            "prior": prior_cfg["train"],
+        },
+        "default": is_default,
+        "metrics": {},
+    }
+    tensors = IntegerPrior.export(prior)
+    info = save_vq_weights(out, vqvae, tensors, prior.cfg, name, quality, meta)
+    if kodak:
+        codec = VQCodec.from_weights(info)
+        rows = measure_folder(kodak, name, f"q{quality}", codec.compress, codec.decompress)
+        summary = summarize(rows)
+        usage = codebook_usage(codec, kodak)
+        meta["metrics"] = {
+            "kodak_bpp": summary["bpp"],
+            "kodak_psnr": summary["psnr"],
+            "kodak_ms_ssim": summary["ms_ssim"],
+            "kodak_ms_ssim_db": summary["ms_ssim_db"],
+            "kodak_encode_s": summary["encode_s"],
+            "kodak_decode_s": summary["decode_s"],
+            **usage,
+        }
+        info = save_vq_weights(out, vqvae, tensors, prior.cfg, name, quality, meta)
+    return info
+
+
+def codebook_usage(codec, folder: str) -> dict[str, float]:
+    """Codebook usage and perplexity over a folder's index grids (dead codes are wasted rate)."""
+    idx = torch.cat([codec.analyze(load_rgb(p)).flatten() for p in image_files(folder)])
+    used, perplexity = usage_stats(idx, codec.vqvae.cfg.codebook_size)
+    return {"kodak_codebook_usage": used, "kodak_codebook_perplexity": perplexity}

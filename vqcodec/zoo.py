@@ -1,0 +1,127 @@
+"""The model zoo: weights shipped in the package, with their configuration and measured numbers.
+
+Each ``vqcodec/weights/<name>-q<quality>.safetensors`` holds every tensor a codec needs and,
+in its metadata (as torchvision's weights enums do), the architecture configuration, how it
+was trained, its rate-distortion numbers on Kodak, and the SHA-256 of its tensors. Loading
+recomputes that hash, so a corrupt file is refused; its first 4 bytes are the model id
+written into every .vqc file, so a file decodes only with the model that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from vqcodec.errors import ModelError
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_MODEL = "vq"
+
+
+def tensor_hash(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of the tensors, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What a weights file says about itself, read from its metadata alone."""
+
+    path: Path
+    family: str
+    name: str
+    quality: int
+    sha256: str
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def model_id(self) -> bytes:
+        return bytes.fromhex(self.sha256[:8])
+
+    @property
+    def metrics(self) -> dict:
+        return self.meta.get("metrics", {})
+
+
+def save_weights(
+    path: str | Path, tensors: dict[str, torch.Tensor], family: str, name: str, quality: int, meta: dict
+) -> WeightsInfo:
+    """Write tensors and metadata (JSON-encoded values) atomically as safetensors."""
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    header = {"family": family, "name": name, "quality": str(quality), "sha256": tensor_hash(tensors)}
+    header.update({k: json.dumps(v) for k, v in meta.items()})
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=header)
+    tmp.replace(path)
+    return read_info(path)
+
+
+def read_info(path: str | Path) -> WeightsInfo:
+    """Read a weights file's metadata (not its tensors)."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+        meta = {k: json.loads(v) for k, v in raw.items() if k not in ("family", "name", "quality", "sha256")}
+        return WeightsInfo(path, raw["family"], raw["name"], int(raw["quality"]), raw["sha256"], meta)
+    except FileNotFoundError as e:
+        raise ModelError(f"{path}: no such weights file") from e
+    except (SafetensorError, KeyError, ValueError, OSError) as e:
+        raise ModelError(f"{path}: not a vqcodec weights file ({e})") from e
+
+
+def load_tensors(info: WeightsInfo) -> dict[str, torch.Tensor]:
+    """Load the tensors of a weights file and verify their SHA-256."""
+    try:
+        tensors = load_file(str(info.path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"{info.path}: corrupt weights file ({e})") from e
+    if tensor_hash(tensors) != info.sha256:
+        raise ModelError(f"{info.path}: weights checksum mismatch, the file is corrupt")
+    return tensors
+
+
+@lru_cache(maxsize=1)
+def shipped() -> tuple[WeightsInfo, ...]:
+    """Every weights file in the package, ordered by family, name and quality."""
+    infos = [read_info(p) for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))]
+    return tuple(sorted(infos, key=lambda i: (i.family, i.name, i.quality)))
+
+
+def find(name: str = DEFAULT_MODEL, quality: int | None = None) -> WeightsInfo:
+    """The shipped weights called ``name`` at ``quality`` (default: the model's default level),
+    or a weights file when ``name`` is a path."""
+    if name.endswith(".safetensors") or Path(name).is_file():
+        return read_info(name)
+    levels = [i for i in shipped() if i.name == name]
+    if not levels:
+        known = ", ".join(sorted({i.name for i in shipped()})) or "none"
+        raise ModelError(f"unknown model {name!r} (shipped: {known})")
+    if quality is None:
+        defaults = [i for i in levels if i.meta.get("default")]
+        return (defaults or levels)[len(defaults or levels) // 2 if not defaults else 0]
+    for info in levels:
+        if info.quality == quality:
+            return info
+    raise ModelError(f"model {name!r} has no quality {quality} (has {', '.join(str(i.quality) for i in levels)})")
+
+
+def find_by_id(family: str, quality: int, model_id: bytes) -> WeightsInfo | None:
+    """The shipped weights whose id matches a .vqc header, if any."""
+    for info in shipped():
+        if info.family == family and info.quality == quality and info.model_id == model_id:
+            return info
+    return None
