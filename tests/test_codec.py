@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from vqcodec import codec as codec_module
@@ -53,7 +55,7 @@ def test_bands_give_the_same_indices_and_pixels_as_one_pass(tiny_codec, monkeypa
 def test_rate_is_whole_file_bytes(tiny_codec):
     arr = smooth_image(40, 40)
     data = tiny_codec.compress(arr)
-    header, payload = unpack(data)
+    _header, payload = unpack(data)
     assert len(data) == len(payload) + 18  # 11 fixed bytes, three 1-byte varints, CRC-32
 
 
@@ -82,3 +84,41 @@ def test_garbage_payload_with_valid_header_decodes_or_raises_bitstream_error(tin
         except BitstreamError:
             continue
         assert img.size == (16, 12)
+
+
+@pytest.fixture(scope="module")
+def valid_file(tiny_codec) -> bytes:
+    return tiny_codec.compress(smooth_image(20, 28, seed=9))
+
+
+def decode_or_bitstream_error(tiny_codec, data: bytes) -> None:
+    """The contract for hostile input: an image of the size the header claims, or BitstreamError."""
+    try:
+        img = tiny_codec.decompress(data, max_pixels=1 << 16)
+    except BitstreamError:
+        return
+    header, _ = unpack(data)
+    assert img.size == (header.width, header.height)
+
+
+@given(st.data())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzz_mutations_of_a_valid_file(tiny_codec, valid_file, data):
+    kind = data.draw(st.sampled_from(["truncate", "flip", "splice", "random", "garbage payload"]))
+    buf = bytearray(valid_file)
+    if kind == "truncate":
+        buf = buf[: data.draw(st.integers(0, len(buf) - 1))]
+    elif kind == "flip":
+        for pos in data.draw(st.lists(st.integers(0, len(buf) * 8 - 1), min_size=1, max_size=8)):
+            buf[pos // 8] ^= 1 << (pos % 8)
+    elif kind == "splice":
+        cut = data.draw(st.integers(0, len(buf)))
+        buf = buf[:cut] + data.draw(st.binary(max_size=40)) + buf[cut:]
+    elif kind == "random":
+        buf = bytearray(data.draw(st.binary(max_size=200)))
+    else:  # a valid header and checksum around a garbage payload
+        header, _ = unpack(valid_file)
+        w, h = data.draw(st.integers(1, 200)), data.draw(st.integers(1, 200))
+        garbage = data.draw(st.binary(max_size=100))
+        buf = bytearray(pack(Header(header.family, header.quality, header.model_id, w, h, "RGB"), garbage))
+    decode_or_bitstream_error(tiny_codec, bytes(buf))

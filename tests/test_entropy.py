@@ -30,7 +30,7 @@ def test_frequencies_are_valid_for_any_logits(values):
 
 
 def test_frequencies_follow_logits():
-    freq = entropy.frequencies(torch.tensor([[0, 16, 32, -10**9]]))
+    freq = entropy.frequencies(torch.tensor([[0, 16, 32, -(10**9)]]))
     assert freq[0, 2] > freq[0, 1] > freq[0, 0] > freq[0, 3] == 1
     assert freq[0, 2] / freq[0, 1] == pytest.approx(np.e, rel=1e-3)
 

@@ -78,7 +78,7 @@ def test_exif_orientation_is_applied():
 def test_not_an_image_is_named_in_the_error(tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("hello")
-    with pytest.raises(ImageError, match="notes.png"):
+    with pytest.raises(ImageError, match=r"notes\.png"):
         prepare(bad)
     with pytest.raises(ImageError, match="no such file"):
         prepare(tmp_path / "missing.png")

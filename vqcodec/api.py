@@ -45,11 +45,17 @@ def compress(
     return load_codec(model or DEFAULT_MODEL, quality, device).compress(image)
 
 
-def decompress(data: bytes, max_pixels: int | None = MAX_PIXELS, device: str | torch.device = "cpu") -> Image.Image:
-    """Decode .vqc bytes with whichever shipped model made them."""
+def decompress(
+    data: bytes, max_pixels: int | None = MAX_PIXELS, device: str | torch.device = "cpu", model: str | None = None
+) -> Image.Image:
+    """Decode .vqc bytes with the shipped model that made them (or with ``model``, a name or weights file)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BitstreamError(f"expected bytes, got {type(data).__name__}")
     header, _ = parse_header(bytes(data))
+    if model is not None:
+        return load_codec(model, header.quality if not model.endswith(".safetensors") else None, device).decompress(
+            bytes(data), max_pixels=max_pixels
+        )
     info = find_by_id(header.family, header.quality, header.model_id)
     if info is None:
         raise BitstreamError(

@@ -154,11 +154,14 @@ def compress(ctx, inputs, output, quality, model, device, force, as_json) -> Non
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output image (one input) or directory (many inputs); format from the suffix.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--max-pixels", type=int, default=None, help="Refuse images larger than this (default 256 Mpixel).")
+@click.option("--max-pixels", type=int, default=None, help="Refuse images larger than this (default 128 Mpixel).")
+@click.option(
+    "--model", default=None, help="Weights file to decode with (default: the shipped model named in the file)."
+)
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def decompress(ctx, inputs, output, device, max_pixels, force, as_json) -> None:
+def decompress(ctx, inputs, output, device, max_pixels, model, force, as_json) -> None:
     """Decompress .vqc files into images (PNG unless -o names another format)."""
     import io
 
@@ -174,7 +177,7 @@ def decompress(ctx, inputs, output, device, max_pixels, force, as_json) -> None:
         if dst.exists() and not force:
             raise VQCodecError(f"{dst} exists (use --force to overwrite)")
         start = time.perf_counter()
-        img = decode(src.read_bytes(), max_pixels=max_pixels or MAX_PIXELS, device=device)
+        img = decode(src.read_bytes(), max_pixels=max_pixels or MAX_PIXELS, device=device, model=model)
         seconds = time.perf_counter() - start
         fmt = Image.registered_extensions().get(dst.suffix.lower())
         if fmt is None:
@@ -260,11 +263,12 @@ def models(as_json) -> None:
         )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning errors into one line and exit status 1."""
-    debug = "--debug" in sys.argv[1:]
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=argv, prog_name="vqcodec", standalone_mode=False)
     except Failed:
         sys.exit(1)
     except click.exceptions.Abort:
@@ -283,6 +287,7 @@ def main() -> None:
             traceback.print_exc()
         fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
         sys.exit(2)
+    sys.exit(0)
 
 
 def train_options(f):

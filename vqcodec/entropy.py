@@ -142,7 +142,11 @@ def decode_grid(prior: IntegerPrior, data: bytes, height: int, width: int) -> to
     for t in range(len(waves)):
         s = waves.span(t, t + 1)
         r, c = rows[s], cols[s]
-        symbols = decoder.decode(model, coder_weights(prior.logits(ctx.windows(r, c))))
+        weights = coder_weights(prior.logits(ctx.windows(r, c)))
+        try:
+            symbols = decoder.decode(model, weights)
+        except Exception as e:  # constriction reports invalid data as AssertionError or ValueError
+            raise BitstreamError(f"corrupt payload: the range decoder failed at wavefront {t} ({e})") from e
         ctx.put(r, c, torch.from_numpy(symbols.astype(np.int64)).to(prior.device))
     return ctx.indices.clone()
 

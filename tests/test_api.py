@@ -1,0 +1,65 @@
+"""End-to-end checks with the shipped default model on the sample images."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vqcodec
+from vqcodec.evaluation import psnr
+from vqcodec.format import Header, pack, unpack
+
+SAMPLE = Path(__file__).parent.parent / "samples" / "bsds-val-1.png"
+
+
+def test_shipped_model_round_trip_on_a_sample():
+    original = Image.open(SAMPLE).convert("RGB")
+    data = vqcodec.compress(SAMPLE)
+    out = vqcodec.decompress(data)
+    assert out.size == original.size and out.mode == "RGB"
+    bpp = 8 * len(data) / (original.width * original.height)
+    quality = psnr(np.asarray(original), np.asarray(out))
+    assert 0.05 < bpp < 1.5
+    assert quality > 22.0  # a trained model, not noise
+
+
+def test_inputs_of_every_kind_give_the_same_file():
+    arr = np.asarray(Image.open(SAMPLE).convert("RGB"))
+    data = vqcodec.compress(arr)
+    assert vqcodec.compress(Image.fromarray(arr)) == data
+    assert vqcodec.compress(str(SAMPLE)) == data
+
+
+def test_load_codec_matches_module_functions():
+    codec = vqcodec.load_codec()
+    data = codec.compress(SAMPLE)
+    assert data == vqcodec.compress(SAMPLE)
+    assert np.array_equal(np.asarray(codec.decompress(data)), np.asarray(vqcodec.decompress(data)))
+
+
+def test_decompress_refuses_what_it_cannot_decode():
+    with pytest.raises(vqcodec.BitstreamError, match="expected bytes"):
+        vqcodec.decompress("not bytes")
+    data = vqcodec.compress(np.zeros((8, 8, 3), dtype=np.uint8))
+    header, payload = unpack(data)
+    stranger = pack(Header("vq", header.quality, b"\xde\xad\xbe\xef", 8, 8, "RGB"), payload)
+    with pytest.raises(vqcodec.BitstreamError, match="unknown model"):
+        vqcodec.decompress(stranger)
+    assert issubclass(vqcodec.BitstreamError, vqcodec.VQCodecError)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error when no GPU is present")
+def test_asking_for_a_missing_gpu_is_a_clear_error():
+    with pytest.raises(vqcodec.ModelError, match="no CUDA GPU"):
+        vqcodec.load_codec(device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_files_made_on_gpu_decode_identically_on_cpu():
+    data = vqcodec.compress(SAMPLE, device="cuda")
+    cpu = vqcodec.decompress(data, device="cpu")
+    gpu = vqcodec.decompress(data, device="cuda")
+    assert np.abs(np.asarray(cpu).astype(int) - np.asarray(gpu)).max() <= 1  # decoder convs, float rounding
+    assert vqcodec.load_codec(device="cuda").prior.logits is not None

@@ -1,0 +1,93 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vqcodec.cli import main
+
+from .conftest import smooth_image
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(smooth_image(30, 41)).save(path)
+    return path
+
+
+def test_compress_info_decompress(capsys, tmp_path, photo, tiny_weights):
+    code, out, err = run(capsys, "compress", str(photo), "--model", tiny_weights, "--json")
+    assert code == 0, err
+    result = json.loads(out)[0]
+    vqc = tmp_path / "photo.vqc"
+    assert result["bytes"] == vqc.stat().st_size
+    assert result["bpp"] == pytest.approx(8 * vqc.stat().st_size / (30 * 41))
+
+    code, out, _ = run(capsys, "info", str(vqc), "--json")
+    fields = json.loads(out)
+    assert code == 0 and (fields["width"], fields["height"], fields["family"]) == (41, 30, "vq")
+
+    png = tmp_path / "back.png"
+    code, out, err = run(capsys, "decompress", str(vqc), "-o", str(png), "--model", tiny_weights)
+    assert code == 0, err
+    assert Image.open(png).size == (41, 30)
+
+
+def test_existing_output_needs_force(capsys, tmp_path, photo, tiny_weights):
+    target = tmp_path / "photo.vqc"
+    target.write_bytes(b"precious")
+    code, _, err = run(capsys, "compress", str(photo), "--model", tiny_weights)
+    assert code == 1 and "exists" in err and target.read_bytes() == b"precious"
+    code, _, _ = run(capsys, "compress", str(photo), "--model", tiny_weights, "--force")
+    assert code == 0 and target.read_bytes()[:3] == b"VQC"
+
+
+def test_batch_reports_bad_files_and_does_the_rest(capsys, tmp_path, photo, tiny_weights):
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    outdir = tmp_path / "out"
+    code, out, err = run(capsys, "compress", str(tmp_path), "-o", str(outdir), "--model", tiny_weights)
+    assert code == 1
+    assert err.count("\n") == 1 and "broken.png" in err and "Traceback" not in err
+    assert (outdir / "photo.vqc").exists() and not (outdir / "broken.vqc").exists()
+    assert "1 of 2 files done, 1 failed" in out
+    assert not [p for p in outdir.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_errors_are_one_line(capsys, tmp_path):
+    bad = tmp_path / "bad.vqc"
+    bad.write_bytes(b"VQC\x07garbage")
+    code, _out, err = run(capsys, "decompress", str(bad))
+    assert code == 1 and err.strip().count("\n") == 0 and "unsupported .vqc format version 7" in err
+    assert not (tmp_path / "bad.png").exists()
+    code, _, err = run(capsys, "info", str(tmp_path / "missing.vqc"))
+    assert code != 0 and err.strip().count("\n") == 0
+    code, _, err = run(capsys, "compress", str(tmp_path / "missing.png"), "--model", "nonexistent-model")
+    assert code == 1 and "unknown model" in err
+
+
+def test_decompress_unknown_output_format(capsys, tmp_path, photo, tiny_weights):
+    run(capsys, "compress", str(photo), "--model", tiny_weights)
+    code, _, err = run(
+        capsys, "decompress", str(tmp_path / "photo.vqc"), "-o", str(tmp_path / "x.nope"), "--model", tiny_weights
+    )
+    assert code == 1 and "unknown image format" in err and not (tmp_path / "x.nope").exists()
+
+
+def test_grayscale_round_trip_through_files(capsys, tmp_path, tiny_weights):
+    path = tmp_path / "gray.png"
+    Image.fromarray(smooth_image(16, 16)[..., 1]).save(path)
+    assert run(capsys, "compress", str(path), "--model", tiny_weights)[0] == 0
+    code, _, err = run(capsys, "decompress", str(tmp_path / "gray.vqc"), "--model", tiny_weights)
+    assert code == 1 and "exists" in err  # would overwrite the original
+    target = tmp_path / "gray-out.png"
+    assert run(capsys, "decompress", str(tmp_path / "gray.vqc"), "-o", str(target), "--model", tiny_weights)[0] == 0
+    out = Image.open(target)
+    assert out.mode == "L" and np.asarray(out).shape == (16, 16)

@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from vqcodec.codec import VQCodec
+from vqcodec.errors import ModelError
+from vqcodec.zoo import find, read_info, save_weights, shipped, tensor_hash
+
+
+def test_tensor_hash_depends_on_values_names_and_dtypes():
+    a = {"x": torch.zeros(3)}
+    assert tensor_hash(a) == tensor_hash({"x": torch.zeros(3)})
+    assert tensor_hash(a) != tensor_hash({"x": torch.tensor([0.0, 0.0, 1e-9])})
+    assert tensor_hash(a) != tensor_hash({"y": torch.zeros(3)})
+    assert tensor_hash(a) != tensor_hash({"x": torch.zeros(3, dtype=torch.float64)})
+
+
+def test_metadata_round_trip(tmp_path):
+    info = save_weights(tmp_path / "m.safetensors", {"w": torch.ones(2)}, "vq", "m", 2, {"metrics": {"kodak_bpp": 0.3}})
+    again = read_info(tmp_path / "m.safetensors")
+    assert again == info and again.metrics == {"kodak_bpp": 0.3} and len(again.model_id) == 4
+
+
+def test_corrupt_weights_are_refused(tmp_path, tiny_weights):
+    data = bytearray(open(tiny_weights, "rb").read())
+    data[-100] ^= 0xFF  # flip bits inside the tensor data
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        VQCodec.from_weights(read_info(bad))
+    (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    with pytest.raises(ModelError, match="not a vqcodec weights file"):
+        read_info(tmp_path / "junk.safetensors")
+    with pytest.raises(ModelError, match="no such weights file"):
+        read_info(tmp_path / "absent.safetensors")
+
+
+def test_unknown_names_and_levels():
+    with pytest.raises(ModelError, match="unknown model"):
+        find("no-such-model")
+    name = shipped()[0].name
+    with pytest.raises(ModelError, match="has no quality 99"):
+        find(name, 99)
+
+
+def test_shipped_models_carry_their_numbers():
+    infos = shipped()
+    assert infos, "the package ships at least one model"
+    for info in infos:
+        assert info.path.stat().st_size < 20 * 2**20
+        for key in ("kodak_bpp", "kodak_psnr", "kodak_ms_ssim", "kodak_codebook_usage"):
+            assert key in info.metrics, (info.path.name, key)
+        assert {"vqvae_config", "prior_config", "training"} <= set(info.meta) or info.family != "vq"
