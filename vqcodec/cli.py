@@ -290,6 +290,26 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(0)
 
 
+@cli.command("eval")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--codecs", default="vq,jpeg,webp,avif,jpeg2000", show_default=True, help="Comma-separated codecs.")
+@click.option("--out", default="reports/eval", show_default=True, help="Report directory.")
+@click.option("--limit", type=int, default=None, help="Only the first N images.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes for the classical codecs.")
+@click.option("--anchor", default="jpeg", show_default=True, help="Codec that BD numbers are measured against.")
+@click.option("--anchors-dir", default=None, help="Published curves (CompressAI JSON) to draw dashed.")
+def eval_cmd(dataset, codecs, out, limit, workers, anchor, anchors_dir) -> None:
+    """Rate-distortion evaluation: report.json, report.md, report.html with plots and crops."""
+    from vqcodec.report import run_eval
+
+    try:
+        report = run_eval(dataset, codecs.split(","), out, limit, workers, anchor, anchors_dir)
+    except ValueError as e:
+        raise VQCodecError(str(e)) from e
+    click.echo(Path(out, "report.md").read_text())
+    click.echo(f"wrote {out}/report.json, report.md, report.html ({len(report['measurements'])} measurements)")
+
+
 def train_options(f):
     """Options shared by the training stages."""
     for opt in reversed(

@@ -48,16 +48,22 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """MS-SSIM of two HxWx3 uint8 images (pytorch-msssim; images below 161 px use fewer scales)."""
-    from pytorch_msssim import ms_ssim as _ms_ssim
+    """MS-SSIM of two HxWx3 uint8 images with pytorch-msssim's standard 5 scales and 11-tap window.
 
-    x = torch.from_numpy(a).permute(2, 0, 1)[None].double()
-    y = torch.from_numpy(b).permute(2, 0, 1)[None].double()
+    Images with a side under 161 px cannot take 4 downsamplings with that window: they get a
+    smaller window (side > 16 * (window - 1)) and, below 33 px, single-scale SSIM.
+    """
+    from pytorch_msssim import ms_ssim as _ms_ssim
+    from pytorch_msssim import ssim as _ssim
+
+    x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].double()
+    y = torch.from_numpy(np.ascontiguousarray(b)).permute(2, 0, 1)[None].double()
     side = min(a.shape[0], a.shape[1])
-    levels = max(1, min(5, int(math.log2(side / 10)) if side >= 20 else 1))
-    weights = torch.tensor([0.0448, 0.2856, 0.3001, 0.2363, 0.1333][:levels], dtype=torch.double)
-    win = 11 if side > 2 ** (levels - 1) * 10 else 3
-    return float(_ms_ssim(x, y, data_range=255, size_average=True, weights=weights / weights.sum(), win_size=win))
+    if side > 32:
+        win = min(11, 2 * ((side - 1) // 32) + 1)
+        return float(_ms_ssim(x, y, data_range=255, win_size=win))
+    win = max(1, min(11, side if side % 2 else side - 1))
+    return float(_ssim(x, y, data_range=255, win_size=win))
 
 
 def ms_ssim_db(value: float) -> float:
@@ -116,3 +122,81 @@ def summarize(rows: list[Measurement]) -> dict[str, float]:
 
 def as_dicts(rows: list[Measurement]) -> list[dict]:
     return [asdict(r) for r in rows]
+
+
+# Quality sweeps of the classical codecs, wide enough to cover the learned codecs' range.
+CLASSICAL: dict[str, tuple[str, str, list, dict]] = {
+    "jpeg": ("JPEG", "quality", [5, 10, 15, 20, 30, 40, 50, 60, 75, 90], {}),
+    "webp": ("WEBP", "quality", [1, 5, 10, 20, 30, 50, 70, 90], {"method": 6}),
+    "avif": ("AVIF", "quality", [5, 15, 25, 35, 45, 60, 75], {"speed": 6}),
+    # JPEG 2000 is driven by compression ratio (24 bpp / ratio = target bpp).
+    "jpeg2000": ("JPEG2000", "ratio", [240, 120, 80, 48, 32, 24, 16], {"quality_mode": "rates"}),
+}
+
+
+def classical_points(codec: str) -> list[tuple[str, Encoder, Decoder]]:
+    """(setting, encoder, decoder) for each rate point of a classical codec."""
+    fmt, knob, values, fixed = CLASSICAL[codec]
+    points = []
+    for v in values:
+        options = dict(fixed, **({"quality_layers": [v]} if knob == "ratio" else {knob: v}))
+        points.append((f"{knob}={v}", *pillow_codec(fmt, **options)))
+    return points
+
+
+def _classical_job(args: tuple[str, int, str]) -> list[Measurement]:
+    path, index, codec = args
+    setting, encode, decode = classical_points(codec)[index]
+    return [measure(Path(path).name, codec, setting, load_rgb(path), encode, decode)]
+
+
+def run_classical(codec: str, files: list[Path], workers: int = 1) -> list[Measurement]:
+    """Every image at every rate point of a classical codec, in ``workers`` processes."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = [(str(p), i, codec) for p in files for i in range(len(CLASSICAL[codec][2]))]
+    if workers <= 1:
+        return [m for job in jobs for m in _classical_job(job)]
+    with ProcessPoolExecutor(workers) as pool:
+        return [m for batch in pool.map(_classical_job, jobs) for m in batch]
+
+
+def curve(rows: list[Measurement], codec: str, metric: str = "psnr") -> tuple[np.ndarray, np.ndarray]:
+    """Mean (bpp, metric) per rate point of one codec, sorted by rate."""
+    points: dict[str, list[Measurement]] = {}
+    for r in rows:
+        if r.codec == codec:
+            points.setdefault(r.setting, []).append(r)
+    pairs = sorted((np.mean([m.bpp for m in ms]), np.mean([getattr(m, metric) for m in ms])) for ms in points.values())
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+def monotone(rate: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points of a curve, by rate, that improve on every cheaper point (interpolation needs a monotone curve)."""
+    keep_r, keep_d = [], []
+    for r, d in sorted(zip(rate.tolist(), dist.tolist(), strict=True)):
+        if np.isfinite(d) and (not keep_d or (d > keep_d[-1] and r > keep_r[-1])):
+            keep_r.append(r)
+            keep_d.append(d)
+    return np.array(keep_r), np.array(keep_d)
+
+
+def bd_metrics(anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> dict[str, float | None]:
+    """BD-rate (%) and BD-PSNR (dB) of ``test`` against ``anchor`` over their overlap (Bjontegaard,
+    VCEG-M33, with the `bjontegaard` package's pchip interpolation). None where the curves have
+    fewer than 2 points or do not overlap."""
+    import bjontegaard as bd
+
+    (ra, da), (rt, dt) = monotone(*anchor), monotone(*test)
+    if len(ra) < 2 or len(rt) < 2 or min(da.max(), dt.max()) <= max(da.min(), dt.min()):
+        return {"bd_rate": None, "bd_psnr": None}
+    kw = {"method": "pchip", "require_matching_points": False, "min_overlap": 0}
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return {
+                "bd_rate": float(bd.bd_rate(ra, da, rt, dt, **kw)),
+                "bd_psnr": float(bd.bd_psnr(ra, da, rt, dt, **kw)),
+            }

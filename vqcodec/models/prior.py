@@ -106,9 +106,9 @@ class PixelCNNPrior(nn.Module):
             table = round_ste(table * 2**TABLE_BITS) / 2**TABLE_BITS
             bias = round_ste(bias * 2**TABLE_BITS) / 2**TABLE_BITS
         n_off, rows = table.shape[0], table.shape[1]
-        flat = table.reshape(n_off * rows, -1)
         offsets = torch.arange(n_off, device=ctx.device) * rows
-        h = F.embedding(ctx + offsets, flat).sum(-2) + bias
+        flat_ctx = (ctx + offsets).reshape(-1, n_off)
+        h = F.embedding_bag(flat_ctx, table.reshape(n_off * rows, -1), mode="sum").view(*ctx.shape[:-1], -1) + bias
         a = self._act(h)
         for layer in self.hidden:
             a = self._act(self._linear(layer, a))

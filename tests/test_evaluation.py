@@ -1,0 +1,63 @@
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vqcodec import evaluation
+from vqcodec.report import run_eval
+
+from .conftest import smooth_image
+
+
+def test_psnr_known_values():
+    a = np.zeros((4, 4, 3), dtype=np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 255  # one pixel off by 255: MSE = 255^2 / 48
+    assert evaluation.psnr(a, b) == pytest.approx(10 * math.log10(48))
+    assert evaluation.psnr(a, a) == math.inf
+
+
+def test_ms_ssim_identity_and_degradation():
+    img = smooth_image(200, 200)
+    assert evaluation.ms_ssim(img, img) == pytest.approx(1.0)
+    noisy = np.clip(img + np.random.default_rng(0).normal(0, 20, img.shape), 0, 255).astype(np.uint8)
+    worse = evaluation.ms_ssim(img, noisy)
+    assert 0 < worse < 0.99
+    assert evaluation.ms_ssim_db(0.9) == pytest.approx(10.0)
+    assert 0 < evaluation.ms_ssim(img[:40, :30], noisy[:40, :30]) < 1  # small images use fewer scales
+
+
+def test_bd_rate_hand_checked_example():
+    """The same curve at 80% of the rate is exactly -20% BD-rate; 1 dB higher is +1 dB BD-PSNR."""
+    rate, dist = np.array([0.2, 0.4, 0.6, 0.8]), np.array([26.0, 29.0, 31.0, 32.5])
+    assert evaluation.bd_metrics((rate, dist), (rate * 0.8, dist))["bd_rate"] == pytest.approx(-20.0)
+    assert evaluation.bd_metrics((rate, dist), (rate, dist + 1))["bd_psnr"] == pytest.approx(1.0)
+    assert evaluation.bd_metrics((rate, dist), (rate[:1], dist[:1]))["bd_rate"] is None  # one point: no curve
+    assert evaluation.bd_metrics((rate, dist), (rate, dist + 20))["bd_rate"] is None  # no overlap
+
+
+def test_classical_codecs_measure_real_files():
+    img = Image.fromarray(smooth_image(64, 80))
+    for codec in evaluation.CLASSICAL:
+        points = evaluation.classical_points(codec)
+        rows = [evaluation.measure("x", codec, s, img, e, d) for s, e, d in (points[0], points[-1])]
+        assert rows[0].bytes == len(e(img)) if (e := points[0][1]) else False
+        assert rows[0].bpp < rows[1].bpp and rows[0].psnr < rows[1].psnr, codec
+
+
+def test_eval_writes_a_complete_report(tmp_path):
+    data = tmp_path / "images"
+    data.mkdir()
+    for n in range(2):
+        Image.fromarray(smooth_image(48, 64, seed=n)).save(data / f"img{n}.png")
+    out = tmp_path / "report"
+    report = run_eval(str(data), ["jpeg", "webp"], str(out), workers=1)
+    for name in ("report.json", "report.md", "report.html", "rd-psnr.png", "rd-msssim.png", "crop-original.png"):
+        assert (out / name).stat().st_size > 0, name
+    saved = json.loads((out / "report.json").read_text())
+    assert len(saved["measurements"]) == 2 * (10 + 8) == len(report["measurements"])
+    webp = next(t for t in saved["summary"] if t["codec"] == "webp")
+    assert webp["bd_rate_psnr"] is not None
+    assert "<table>" in (out / "report.html").read_text()

@@ -1,0 +1,282 @@
+"""``vqcodec eval``: measure codecs on a folder and write report.json, report.md and report.html.
+
+The report holds every per-image number, mean rate-distortion curves, BD-rate and BD-PSNR
+against an anchor codec, PSNR-bpp and MS-SSIM(dB)-bpp plots (with CompressAI's published Kodak
+curves, dashed, when the folder is Kodak) and a gallery of crops at matched rates.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vqcodec.data import image_files, load_rgb
+from vqcodec.evaluation import (
+    CLASSICAL,
+    Measurement,
+    as_dicts,
+    bd_metrics,
+    classical_points,
+    curve,
+    measure,
+    run_classical,
+)
+
+
+def learned_points(name: str) -> list[tuple[str, object]]:
+    """(setting, codec object) for every shipped level of a learned model."""
+    from vqcodec.api import load_codec
+    from vqcodec.zoo import shipped
+
+    return [(f"q{i.quality}", load_codec(name, i.quality)) for i in shipped() if i.name == name]
+
+
+def measure_all(files: list[Path], codecs: list[str], workers: int) -> list[Measurement]:
+    rows: list[Measurement] = []
+    for codec in codecs:
+        if codec in CLASSICAL:
+            rows += run_classical(codec, files, workers)
+            continue
+        points = learned_points(codec)
+        if not points:
+            raise ValueError(f"unknown codec {codec!r}: not a classical codec and no shipped model of that name")
+        for setting, model in points:
+            for path in tqdm(files, desc=f"{codec} {setting}", leave=False, dynamic_ncols=True):
+                rows.append(measure(path.name, codec, setting, load_rgb(path), model.compress, model.decompress))
+    return rows
+
+
+def published_anchors(folder: Path) -> dict[str, dict]:
+    """CompressAI's published Kodak curves: name -> {"bpp": [...], "psnr": [...], "ms_ssim": [...]}."""
+    out = {}
+    for path in sorted(folder.glob("*.json")):
+        data = json.loads(path.read_text())
+        res = data["results"]
+        out[f"{data.get('name', path.stem)} (CompressAI, published)"] = {
+            "bpp": res["bpp"],
+            "psnr": res["psnr-rgb"],
+            "ms_ssim": res.get("ms-ssim-rgb"),
+        }
+    return out
+
+
+def summary_table(rows: list[Measurement], codecs: list[str], anchor: str) -> list[dict]:
+    """One row per codec: rate range, and BD numbers against the anchor (PSNR and MS-SSIM dB)."""
+    table = []
+    for codec in codecs:
+        bpp, psnr = curve(rows, codec, "psnr")
+        _, msdb = curve(rows, codec, "ms_ssim_db")
+        entry = {
+            "codec": codec,
+            "points": len(bpp),
+            "bpp_min": float(bpp.min()),
+            "bpp_max": float(bpp.max()),
+            "psnr_min": float(psnr.min()),
+            "psnr_max": float(psnr.max()),
+        }
+        if codec != anchor:
+            psnr_bd = bd_metrics(curve(rows, anchor, "psnr"), (bpp, psnr))
+            ms_bd = bd_metrics(curve(rows, anchor, "ms_ssim_db"), (bpp, msdb))
+            entry |= {
+                "bd_rate_psnr": psnr_bd["bd_rate"],
+                "bd_psnr": psnr_bd["bd_psnr"],
+                "bd_rate_ms_ssim": ms_bd["bd_rate"],
+            }
+        table.append(entry)
+    return table
+
+
+def plot(rows: list[Measurement], codecs: list[str], anchors: dict[str, dict], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for codec in codecs:
+        bpp, value = curve(rows, codec, metric)
+        ax.plot(bpp, value, "o-", label=codec, linewidth=2 if codec in ("vq", "ae", "vae") else 1.2)
+    for name, data in anchors.items():
+        if metric == "psnr":
+            ax.plot(data["bpp"], data["psnr"], "--", alpha=0.6, label=name)
+        elif data.get("ms_ssim"):
+            ms = np.array(data["ms_ssim"])
+            ax.plot(data["bpp"], -10 * np.log10(1 - ms), "--", alpha=0.6, label=name)
+    lo, hi = min(curve(rows, c)[0].min() for c in codecs), max(curve(rows, c)[0].max() for c in codecs)
+    ax.set_xlim(0, min(hi, 2.0) * 1.05 if hi > lo else None)
+    ax.set_xlabel("bits per pixel (whole file)")
+    ax.set_ylabel("PSNR (dB, RGB)" if metric == "psnr" else "MS-SSIM (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def gallery(rows: list[Measurement], files: list[Path], codecs: list[str], out: Path, crop: int = 192) -> list[dict]:
+    """Centre crops of the first image, each codec at the rate point nearest the first learned codec's rate."""
+    from vqcodec.api import load_codec
+
+    path = files[0]
+    img = load_rgb(path)
+    target_codec = next((c for c in codecs if c not in CLASSICAL), codecs[0])
+    target = np.mean([r.bpp for r in rows if r.codec == target_codec and r.image == path.name])
+    box = ((img.width - crop) // 2, (img.height - crop) // 2, (img.width + crop) // 2, (img.height + crop) // 2)
+    tiles = [{"label": "original", "file": "crop-original.png"}]
+    img.crop(box).save(out / "crop-original.png")
+    for codec in codecs:
+        cands = [r for r in rows if r.codec == codec and r.image == path.name]
+        best = min(cands, key=lambda r: abs(r.bpp - target))
+        if codec in CLASSICAL:
+            enc, dec = next((e, d) for s, e, d in classical_points(codec) if s == best.setting)
+        else:
+            model = load_codec(codec, int(best.setting[1:]))
+            enc, dec = model.compress, model.decompress
+        name = f"crop-{codec}.png"
+        dec(enc(img)).convert("RGB").crop(box).save(out / name)
+        tiles.append({"label": f"{codec} {best.setting}: {best.bpp:.3f} bpp, {best.psnr:.2f} dB", "file": name})
+    return tiles
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:+.1f}%" if isinstance(v, float) and abs(v) > 5 else f"{v:.3f}"
+
+
+def write_markdown(table: list[dict], anchor: str, dataset: str, out: Path) -> str:
+    lines = [
+        f"# Rate-distortion report: {dataset}",
+        "",
+        "Rates are 8 x whole-file bytes / pixels; PSNR on full RGB images;",
+        f"BD against **{anchor}** over the overlapping range (negative BD-rate = fewer bits than the anchor",
+        "for the same quality). n/a: fewer than 2 rate points.",
+        "",
+        "| codec | points | bpp range | PSNR range (dB) | BD-rate (PSNR) | BD-PSNR (dB) | BD-rate (MS-SSIM dB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in table:
+        bd = [t.get("bd_rate_psnr"), t.get("bd_psnr"), t.get("bd_rate_ms_ssim")]
+        cells = (
+            ["anchor"] * 3
+            if t["codec"] == anchor
+            else [
+                "n/a" if bd[0] is None else f"{bd[0]:+.1f}%",
+                "n/a" if bd[1] is None else f"{bd[1]:+.2f}",
+                "n/a" if bd[2] is None else f"{bd[2]:+.1f}%",
+            ]
+        )
+        lines.append(
+            f"| {t['codec']} | {t['points']} | {t['bpp_min']:.3f}-{t['bpp_max']:.3f} | "
+            f"{t['psnr_min']:.2f}-{t['psnr_max']:.2f} | " + " | ".join(cells) + " |"
+        )
+    lines += ["", "![PSNR](rd-psnr.png)", "", "![MS-SSIM](rd-msssim.png)", ""]
+    text = "\n".join(lines)
+    (out / "report.md").write_text(text)
+    return text
+
+
+def write_html(
+    markdown_table: list[dict], rows: list[Measurement], tiles: list[dict], anchor: str, dataset: str, out: Path
+) -> None:
+    def embed(name: str) -> str:
+        return "data:image/png;base64," + base64.b64encode((out / name).read_bytes()).decode()
+
+    head = ["codec", "points", "bpp", "PSNR dB", "BD-rate (PSNR)", "BD-PSNR", "BD-rate (MS-SSIM)"]
+    body = []
+    for t in markdown_table:
+        vals = (
+            ["anchor"] * 3
+            if t["codec"] == anchor
+            else [_fmt(t.get("bd_rate_psnr")), _fmt(t.get("bd_psnr")), _fmt(t.get("bd_rate_ms_ssim"))]
+        )
+        body.append(
+            [
+                t["codec"],
+                t["points"],
+                f"{t['bpp_min']:.3f}-{t['bpp_max']:.3f}",
+                f"{t['psnr_min']:.2f}-{t['psnr_max']:.2f}",
+                *vals,
+            ]
+        )
+    per_image = [
+        [
+            r.image,
+            r.codec,
+            r.setting,
+            f"{r.bpp:.4f}",
+            f"{r.psnr:.2f}",
+            f"{r.ms_ssim:.4f}",
+            f"{r.encode_s:.3f}",
+            f"{r.decode_s:.3f}",
+        ]
+        for r in rows
+    ]
+
+    def table(h: list[str], rows_: list[list]) -> str:
+        th = "".join(f"<th>{html.escape(str(x))}</th>" for x in h)
+        trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows_)
+        return f"<table><tr>{th}</tr>{trs}</table>"
+
+    figs = "".join(
+        f'<figure><img src="{embed(t["file"])}"><figcaption>{html.escape(t["label"])}</figcaption></figure>'
+        for t in tiles
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>vqcodec RD report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margin:4px}}
+figure img{{image-rendering:pixelated;width:256px}}</style></head><body>
+<h1>Rate-distortion report: {html.escape(dataset)}</h1>
+<p>Rate = 8 x whole-file bytes / pixels. PSNR on full RGB images. BD against {html.escape(anchor)}.
+Dashed curves: results published by CompressAI on Kodak (their machines), for reference.</p>
+{table(head, body)}
+<h2>Curves</h2><img src="{embed("rd-psnr.png")}"><img src="{embed("rd-msssim.png")}">
+<h2>Crops at matched rate</h2>{figs}
+<h2>Every measurement</h2>{table(["image", "codec", "setting", "bpp", "PSNR", "MS-SSIM", "enc s", "dec s"], per_image)}
+</body></html>"""
+    (out / "report.html").write_text(page)
+
+
+def run_eval(
+    dataset: str,
+    codecs: list[str],
+    out: str,
+    limit: int | None = None,
+    workers: int = 1,
+    anchor: str = "jpeg",
+    anchors_dir: str | None = None,
+) -> dict:
+    """Measure ``codecs`` on the images in ``dataset`` and write the report into ``out``."""
+    files = image_files(dataset)[:limit]
+    if not files:
+        raise ValueError(f"no images in {dataset}")
+    if anchor not in codecs:
+        codecs = [anchor, *codecs]
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = measure_all(files, codecs, workers)
+    if anchors_dir is None and Path(dataset).resolve().name == "kodak":
+        guess = Path(dataset).resolve().parent.parent / "anchors" / "compressai-kodak"
+        anchors_dir = str(guess) if guess.is_dir() else None
+    anchors = published_anchors(Path(anchors_dir)) if anchors_dir else {}
+    table = summary_table(rows, codecs, anchor)
+    plot(rows, codecs, anchors, "psnr", out_dir / "rd-psnr.png")
+    plot(rows, codecs, anchors, "ms_ssim_db", out_dir / "rd-msssim.png")
+    tiles = gallery(rows, files, codecs, out_dir)
+    report = {
+        "dataset": str(dataset),
+        "images": [p.name for p in files],
+        "anchor": anchor,
+        "summary": table,
+        "published_anchors": anchors,
+        "machine": {"python": platform.python_version(), "cpu": platform.processor()},
+        "measurements": as_dicts(rows),
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    write_markdown(table, anchor, Path(dataset).name, out_dir)
+    write_html(table, rows, tiles, anchor, Path(dataset).name, out_dir)
+    return report
