@@ -16,6 +16,8 @@ prior gives the same numbers whatever the batch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import ROUND_HALF_EVEN, Decimal, getcontext
 from functools import lru_cache
 
@@ -111,6 +113,18 @@ class GridContext:
         return self.grid[self.r :, self.r : self.grid.shape[1] - self.r]
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one CPU thread: the per-wavefront operations are too small to gain from
+    more, and on a busy machine intra-op thread pools waiting on each other make them far slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def encode_grid(prior: IntegerPrior, idx: torch.Tensor, group: int = 64) -> bytes:
     """Range-code an (H, W) index grid under the prior; ``group`` wavefronts per prior call."""
     h, w = idx.shape
@@ -124,9 +138,10 @@ def encode_grid(prior: IntegerPrior, idx: torch.Tensor, group: int = 64) -> byte
     symbols = idx.reshape(-1).cpu().numpy().astype(np.int32)[waves.rows * w + waves.cols]
     encoder = constriction.stream.queue.RangeEncoder()
     model = constriction.stream.model.Categorical(perfect=False)
-    for first in range(0, len(waves), group):
-        s = waves.span(first, first + group)
-        encoder.encode(symbols[s], model, coder_weights(prior.logits(ctx.windows(rows[s], cols[s]))))
+    with one_thread():
+        for first in range(0, len(waves), group):
+            s = waves.span(first, first + group)
+            encoder.encode(symbols[s], model, coder_weights(prior.logits(ctx.windows(rows[s], cols[s]))))
     return encoder.get_compressed().tobytes()
 
 
@@ -139,15 +154,16 @@ def decode_grid(prior: IntegerPrior, data: bytes, height: int, width: int) -> to
     rows, cols = torch.from_numpy(waves.rows).to(prior.device), torch.from_numpy(waves.cols).to(prior.device)
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype=np.uint32).copy())
     model = constriction.stream.model.Categorical(perfect=False)
-    for t in range(len(waves)):
-        s = waves.span(t, t + 1)
-        r, c = rows[s], cols[s]
-        weights = coder_weights(prior.logits(ctx.windows(r, c)))
-        try:
-            symbols = decoder.decode(model, weights)
-        except Exception as e:  # constriction reports invalid data as AssertionError or ValueError
-            raise BitstreamError(f"corrupt payload: the range decoder failed at wavefront {t} ({e})") from e
-        ctx.put(r, c, torch.from_numpy(symbols.astype(np.int64)).to(prior.device))
+    with one_thread():
+        for t in range(len(waves)):
+            s = waves.span(t, t + 1)
+            r, c = rows[s], cols[s]
+            weights = coder_weights(prior.logits(ctx.windows(r, c)))
+            try:
+                symbols = decoder.decode(model, weights)
+            except Exception as e:  # constriction reports invalid data as AssertionError or ValueError
+                raise BitstreamError(f"corrupt payload: the range decoder failed at wavefront {t} ({e})") from e
+            ctx.put(r, c, torch.from_numpy(symbols.astype(np.int64)).to(prior.device))
     return ctx.indices.clone()
 
 
