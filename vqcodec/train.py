@@ -181,6 +181,8 @@ def index_grids(model: VQVAE, folder: str, scales: tuple[float, ...], limit: int
 def grid_batch(grids: list[torch.Tensor], size: int, crop: int, gen: torch.Generator) -> torch.Tensor:
     """(size, crop, crop) random crops of index grids (grids smaller than ``crop`` are skipped)."""
     usable = [g for g in grids if g.shape[0] >= crop and g.shape[1] >= crop]
+    if not usable:
+        raise ValueError(f"no index grid is at least {crop}x{crop}: use a smaller crop")
     out = torch.empty(size, crop, crop, dtype=torch.int64)
     for n, i in enumerate(torch.randint(len(usable), (size,), generator=gen).tolist()):
         g = usable[i]

@@ -1,0 +1,75 @@
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from vqcodec.codec import VQCodec
+from vqcodec.models.prior import PriorConfig
+from vqcodec.train import TrainConfig, cosine_lr, export_codec, load_prior, load_vqvae, train_prior, train_vqvae
+from vqcodec.zoo import read_info
+
+from .conftest import TINY_VQVAE, smooth_image
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    for split, count in (("train", 4), ("val", 2)):
+        (root / split).mkdir()
+        for n in range(count):
+            Image.fromarray(smooth_image(72, 96, seed=n + 10 * (split == "val"))).save(root / split / f"{n}.png")
+    return root
+
+
+def config(folders, out, steps: int) -> TrainConfig:
+    return TrainConfig(
+        data=str(folders / "train"),
+        val=str(folders / "val"),
+        out=str(out),
+        steps=steps,
+        batch=2,
+        crop=32,
+        lr=1e-3,
+        ckpt_every=2,
+        val_every=2,
+        val_images=2,
+    )
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_cosine_schedule():
+    assert cosine_lr(0, 1000, 1.0, warmup=10) == pytest.approx(0.1)
+    assert cosine_lr(10, 1000, 1.0, warmup=10) == pytest.approx(1.0)
+    assert cosine_lr(1000, 1000, 1.0, warmup=10) == pytest.approx(0.05)
+
+
+def test_vqvae_then_prior_then_export(folders, tmp_path):
+    vq_dir, prior_dir = tmp_path / "vq", tmp_path / "prior"
+    train_vqvae(TINY_VQVAE, config(folders, vq_dir, 2))
+    assert (vq_dir / "checkpoint.pt").exists() and (vq_dir / "config.json").exists()
+    assert any("val_psnr" in m for m in lines(vq_dir / "metrics.jsonl"))
+
+    # resuming with a larger budget continues from the checkpoint, not from scratch
+    before = load_vqvae(vq_dir).state_dict()
+    train_vqvae(TINY_VQVAE, config(folders, vq_dir, 4))
+    assert torch.load(vq_dir / "checkpoint.pt", weights_only=False)["step"] == 4
+    assert any(not torch.equal(v, load_vqvae(vq_dir).state_dict()[k]) for k, v in before.items())
+
+    prior_cfg = PriorConfig(codebook_size=TINY_VQVAE.codebook_size, radius=1, hidden=8, layers=1)
+    prior_train = config(folders, prior_dir, 4)
+    prior_train.crop = 8  # index cells
+    train_prior(load_vqvae(vq_dir), prior_cfg, prior_train, qat_fraction=0.5)
+    logged = lines(prior_dir / "metrics.jsonl")
+    assert any(m.get("quantized") for m in logged) and load_prior(prior_dir).quantized
+
+    out = tmp_path / "tiny-q7.safetensors"
+    info = export_codec(str(vq_dir), str(prior_dir), "tiny", 7, str(out), str(folders / "val"))
+    assert read_info(out) == info and info.quality == 7
+    assert {"kodak_bpp", "kodak_psnr", "kodak_codebook_perplexity"} <= set(info.metrics)
+    codec = VQCodec.from_weights(info)
+    img = smooth_image(20, 20)
+    assert codec.decompress(codec.compress(img)).size == (20, 20)
