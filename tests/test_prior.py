@@ -63,10 +63,10 @@ def test_training_reduces_cross_entropy():
     # a grid where each index copies its left neighbour: fully predictable from context
     idx = torch.randint(0, 4, (8, 1, 1)).expand(8, 6, 6).contiguous()
     opt = torch.optim.Adam(prior.parameters(), lr=1e-2)
-    first = float(prior.bits(idx))
+    first = prior.bits(idx).item()
     for _ in range(100):
         opt.zero_grad()
         loss = prior.bits(idx)
         loss.backward()
         opt.step()
-    assert float(prior.bits(idx)) < 0.3 * first
+    assert prior.bits(idx).item() < 0.3 * first

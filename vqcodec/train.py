@@ -50,11 +50,20 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
-class Run:
-    """Checkpoint, resume and metrics log of one training run in ``cfg.out``."""
+def seed_everything(cfg: TrainConfig) -> None:
+    """Thread count and seed, before any model is built."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
 
-    def __init__(self, cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer):
-        self.cfg, self.model, self.opt = cfg, model, opt
+
+class Run:
+    """One training run in ``cfg.out``: Adam with a cosine schedule, checkpoint and resume,
+    the model and training configuration, a JSON-lines metrics log and a progress bar."""
+
+    def __init__(self, cfg: TrainConfig, model: torch.nn.Module, model_config: dict, desc: str):
+        self.cfg, self.model = cfg, model
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.dir = Path(cfg.out)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ckpt = self.dir / "checkpoint.pt"
@@ -63,25 +72,37 @@ class Run:
         if self.ckpt.exists():
             state = torch.load(self.ckpt, weights_only=False)
             model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
+            self.opt.load_state_dict(state["opt"])
             self.gen.set_state(state["gen"])
             self.step = state["step"]
+        text = json.dumps({"model": model_config, "train": asdict(cfg)}, indent=2)
+        (self.dir / "config.json").write_text(text)
+        self.bar = tqdm(total=cfg.steps, initial=self.step, desc=desc, dynamic_ncols=True)
+
+    @property
+    def running(self) -> bool:
+        if self.step >= self.cfg.steps:
+            self.bar.close()
+        return self.step < self.cfg.steps
+
+    def optimize(self, loss: torch.Tensor) -> None:
+        """One optimizer step on ``loss`` at the scheduled learning rate."""
+        for group in self.opt.param_groups:
+            group["lr"] = cosine_lr(self.step, self.cfg.steps, self.cfg.lr)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        self.bar.update(1)
+
+    def due(self, every: int) -> bool:
+        return self.step % every == 0 or self.step == self.cfg.steps
 
     def save(self) -> None:
         tmp = self.ckpt.with_suffix(".tmp")
-        state = {
-            "model": self.model.state_dict(),
-            "opt": self.opt.state_dict(),
-            "gen": self.gen.get_state(),
-            "step": self.step,
-        }
-        torch.save(state, tmp)
+        state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state()}
+        torch.save(state | {"step": self.step}, tmp)
         tmp.replace(self.ckpt)
-
-    def write_config(self, model_config: dict) -> None:
-        """Record the model and training configuration next to the checkpoint."""
-        text = json.dumps({"model": model_config, "train": asdict(self.cfg)}, indent=2)
-        (self.dir / "config.json").write_text(text)
 
     def log(self, **metrics: float) -> None:
         with open(self.dir / "metrics.jsonl", "a") as f:
@@ -123,40 +144,25 @@ def validate_vqvae(model: VQVAE, folder: str, limit: int) -> dict[str, float]:
 
 def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig) -> VQVAE:
     """Train a VQ-VAE on MSE + commitment loss; returns the model (also saved in cfg.out)."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    model = VQVAE(model_cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    run = Run(cfg, model, opt)
-    run.write_config(model_cfg.to_dict())
+    seed_everything(cfg)
+    model = VQVAE(model_cfg).train()
+    run = Run(cfg, model, model_cfg.to_dict(), "vqvae")
     data = CropDataset(cfg.data, cfg.crop, limit=cfg.data_limit)
-    model.train()
-    bar = tqdm(total=cfg.steps, initial=run.step, desc="vqvae", dynamic_ncols=True)
-    while run.step < cfg.steps:
-        for group in opt.param_groups:
-            group["lr"] = cosine_lr(run.step, cfg.steps, cfg.lr)
+    while run.running:
         x = data.batch(cfg.batch, run.gen)
         y, idx, commitment = model(x)
         mse = F.mse_loss(y, x)
-        loss = mse + commitment
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        run.step += 1
-        bar.update(1)
+        run.optimize(mse + commitment)
         if run.step % 50 == 0:
             used, perplexity = usage_stats(idx, model_cfg.codebook_size)
             psnr = float(-10 * torch.log10(mse.detach()))
-            bar.set_postfix(psnr=f"{psnr:.2f}", ppl=f"{perplexity:.0f}")
+            run.bar.set_postfix(psnr=f"{psnr:.2f}", ppl=f"{perplexity:.0f}")
             run.log(psnr=psnr, commitment=float(commitment), usage=used, perplexity=perplexity)
-        if run.step % cfg.val_every == 0 or run.step == cfg.steps:
+        if run.due(cfg.val_every):
             run.log(**validate_vqvae(model, cfg.val, cfg.val_images))
-        if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
+        if run.due(cfg.ckpt_every):
             run.save()
-    bar.close()
-    model.eval()
-    return model
+    return model.eval()
 
 
 @torch.no_grad()
@@ -207,36 +213,24 @@ def train_prior(vqvae: VQVAE, prior_cfg: PriorConfig, cfg: TrainConfig, qat_frac
     The last ``qat_fraction`` of the steps simulate the integer network (quantization-aware
     fine-tuning), so the exported integer prior loses almost no rate.
     """
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    prior = PixelCNNPrior(prior_cfg)
-    opt = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
-    run = Run(cfg, prior, opt)
-    run.write_config(prior_cfg.to_dict())
+    seed_everything(cfg)
+    prior = PixelCNNPrior(prior_cfg).train()
+    run = Run(cfg, prior, prior_cfg.to_dict(), "prior")
     grids = index_grids(vqvae, cfg.data, (0.5, 0.75), cfg.data_limit)
     val = index_grids(vqvae, cfg.val, (0.5,), cfg.val_images)
     qat_start = int(cfg.steps * (1 - qat_fraction))
-    bar = tqdm(total=cfg.steps, initial=run.step, desc="prior", dynamic_ncols=True)
-    while run.step < cfg.steps:
+    while run.running:
         prior.quantized = run.step >= qat_start
-        for group in opt.param_groups:
-            group["lr"] = cosine_lr(run.step, cfg.steps, cfg.lr)
         idx = grid_batch(grids, cfg.batch, cfg.crop, run.gen)
         loss = prior.bits(idx) / idx.numel()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        run.step += 1
-        bar.update(1)
+        run.optimize(loss)
         if run.step % 50 == 0:
-            bar.set_postfix(bits=f"{float(loss):.3f}", q=int(prior.quantized))
-            run.log(bits_per_index=float(loss), quantized=prior.quantized)
-        if run.step % cfg.val_every == 0 or run.step == cfg.steps:
+            run.bar.set_postfix(bits=f"{loss.item():.3f}", q=int(prior.quantized))
+            run.log(bits_per_index=loss.item(), quantized=prior.quantized)
+        if run.due(cfg.val_every):
             run.log(val_bits_per_index=prior_bits_per_index(prior, val), quantized=prior.quantized)
-        if run.step % cfg.ckpt_every == 0 or run.step == cfg.steps:
+        if run.due(cfg.ckpt_every):
             run.save()
-    bar.close()
     prior.quantized = True
     return prior.eval()
 
