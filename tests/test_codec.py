@@ -20,7 +20,7 @@ def reference_indices(tiny_codec, arr: np.ndarray) -> torch.Tensor:
         return tiny_codec.vqvae.encode(x)[0]
 
 
-@pytest.mark.parametrize("size", [(1, 1), (5, 3), (17, 31), (64, 48), (1, 300), (300, 1)])
+@pytest.mark.parametrize("size", [(1, 1), (5, 3), (17, 31), (64, 48), (1, 5000), (5000, 1)])
 def test_round_trip_any_size(tiny_codec, size):
     w, h = size
     arr = smooth_image(h, w)

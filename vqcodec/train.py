@@ -220,6 +220,8 @@ def train_prior(vqvae: VQVAE, prior_cfg: PriorConfig, cfg: TrainConfig, qat_frac
     val = index_grids(vqvae, cfg.val, (0.5,), cfg.val_images)
     qat_start = int(cfg.steps * (1 - qat_fraction))
     while run.running:
+        if run.step == qat_start and not prior.quantized:  # the float prior, kept to measure what integers cost
+            torch.save({"model": prior.state_dict()}, run.dir / "float_prior.pt")
         prior.quantized = run.step >= qat_start
         idx = grid_batch(grids, cfg.batch, cfg.crop, run.gen)
         loss = prior.bits(idx) / idx.numel()

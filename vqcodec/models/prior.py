@@ -127,7 +127,7 @@ class PixelCNNPrior(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx.reshape(-1), reduction="sum") / math.log(2)
 
 
-def _shift_round(acc: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:
+def _shift_round(acc: torch.Tensor, shift: int) -> torch.Tensor:
     """round(acc / 2**shift), half up, in exact integer arithmetic (shift >= 1)."""
     return (acc + (1 << (shift - 1))) >> shift
 
@@ -150,10 +150,16 @@ class IntegerPrior:
         if int(t["table"].abs().amax()) * n_off + int(t["bias"].abs().amax()) >= 2**24:
             raise ValueError("prior table too large for exact float arithmetic")
         self._table, self.bias = t["table"].double(), t["bias"]
-        self._layers = [(t[f"w{n}"].double().t().contiguous(), t[f"b{n}"], t[f"k{n}"]) for n in range(cfg.layers)]
-        self._out = (t["w_out"].double().t().contiguous(), t["b_out"], t["k_out"] + ACT_BITS - LOGIT_BITS)
+        self._layers = [self._layer(t, str(n), 0) for n in range(cfg.layers)]
+        self._out = self._layer(t, "_out", ACT_BITS - LOGIT_BITS)
         self.offsets = torch.arange(n_off, device=self.device) * (cfg.codebook_size + 1)
         self._cache: dict[torch.dtype, tuple] = {}
+
+    @staticmethod
+    def _layer(t: dict[str, torch.Tensor], name: str, extra_shift: int) -> tuple:
+        """(weights as float64 (in, out), bias with the rounding half folded in, shift)."""
+        shift = t[f"k{name}"] + extra_shift
+        return t[f"w{name}"].double().t().contiguous(), t[f"b{name}"] + (1 << (shift - 1)), shift
 
     @staticmethod
     def export(model: PixelCNNPrior) -> dict[str, torch.Tensor]:
@@ -190,5 +196,5 @@ class IntegerPrior:
         acc = F.embedding_bag(ctx + self.offsets, table, mode="sum").long() + self.bias
         a = _shift_round(acc, TABLE_BITS - ACT_BITS).clamp_(0, ACT_MAX)
         for w, b, k in layers:
-            a = _shift_round((a.to(dtype) @ w).long() + b, k).clamp_(0, ACT_MAX)
-        return _shift_round((a.to(dtype) @ w_out).long() + b_out, k_out)
+            a = (((a.to(dtype) @ w).long() + b) >> k).clamp_(0, ACT_MAX)
+        return ((a.to(dtype) @ w_out).long() + b_out) >> k_out
