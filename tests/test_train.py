@@ -6,7 +6,16 @@ from PIL import Image
 
 from vqcodec.codec import VQCodec
 from vqcodec.models.prior import PriorConfig
-from vqcodec.train import TrainConfig, cosine_lr, export_codec, load_prior, load_vqvae, train_prior, train_vqvae
+from vqcodec.train import (
+    TrainConfig,
+    cosine_lr,
+    export_codec,
+    finetune_decoder,
+    load_prior,
+    load_vqvae,
+    train_prior,
+    train_vqvae,
+)
 from vqcodec.zoo import read_info
 
 from .conftest import TINY_VQVAE, smooth_image
@@ -73,3 +82,16 @@ def test_vqvae_then_prior_then_export(folders, tmp_path):
     codec = VQCodec.from_weights(info)
     img = smooth_image(20, 20)
     assert codec.decompress(codec.compress(img)).size == (20, 20)
+
+
+def test_decoder_finetuning_keeps_the_indices(folders, tmp_path):
+    vq_dir = tmp_path / "vq"
+    trained = train_vqvae(TINY_VQVAE, config(folders, vq_dir, 2))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        before_idx, before_img = trained.encode(x), trained.decode(trained.encode(x))
+    tuned = finetune_decoder(load_vqvae(vq_dir), config(folders, tmp_path / "dec", 3))
+    with torch.no_grad():
+        assert torch.equal(tuned.encode(x), before_idx)
+        assert not torch.allclose(tuned.decode(before_idx), before_img)
+    assert torch.equal(load_vqvae(tmp_path / "dec").quantizer.codebook, trained.quantizer.codebook)

@@ -375,6 +375,19 @@ def train_vqvae_cmd(ctx, config_file, **options) -> None:
     train_vqvae(model_cfg, cfg)
 
 
+@train.command("decoder")
+@click.option("--vqvae", "vqvae_dir", required=True, help="Run directory of the trained VQ-VAE.")
+@train_options
+@click.pass_context
+def train_decoder_cmd(ctx, vqvae_dir, config_file, **options) -> None:
+    """Optional stage: more decoder-only steps (encoder and codebook frozen, so indices do not change)."""
+    from vqcodec.models.vqvae import VQVAEConfig
+    from vqcodec.train import finetune_decoder, load_vqvae
+
+    _, cfg = stage_configs(config_file, VQVAEConfig, options, ctx)
+    finetune_decoder(load_vqvae(vqvae_dir), cfg)
+
+
 @train.command("prior")
 @click.option("--vqvae", "vqvae_dir", required=True, help="Run directory of the trained VQ-VAE.")
 @train_options
