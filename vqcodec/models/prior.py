@@ -127,19 +127,16 @@ class PixelCNNPrior(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx.reshape(-1), reduction="sum") / math.log(2)
 
 
-def _shift_round(acc: torch.Tensor, shift: int) -> torch.Tensor:
-    """round(acc / 2**shift), half up, in exact integer arithmetic (shift >= 1)."""
-    return (acc + (1 << (shift - 1))) >> shift
-
-
 class IntegerPrior:
     """The exact integer form of a PixelCNNPrior: what the codec runs, on any device.
 
-    Integer tensors are kept in floating point so that fast library kernels do the work: each
-    first-layer sum has at most ``n_offsets + 1`` terms and each dot product at most ``hidden``
-    terms below 127 * 255, all partial sums stay below 2**24, so float32 is exact whatever the
-    summation order (float64 is used where float32 might be computed in reduced precision:
-    TF32 on CUDA, or a matmul precision other than "highest").
+    The integers live in floating-point tensors so that fast library kernels do the work, and
+    every operation is exact: each first-layer sum has at most ``n_offsets + 1`` terms and each
+    dot product at most ``hidden`` terms below 127 * 255 plus a bias, so every partial sum
+    stays below 2**24 and float32 represents it exactly whatever the summation order, kernel
+    or batch; rescaling multiplies by 2**-k (exact) and floors, which is the arithmetic right
+    shift. float64 is used instead where float32 might be computed in reduced precision (TF32
+    on CUDA, or a float32 matmul precision other than "highest") or the bounds do not hold.
     """
 
     def __init__(self, cfg: PriorConfig, tensors: dict[str, torch.Tensor], device: str | torch.device = "cpu"):
@@ -147,19 +144,25 @@ class IntegerPrior:
         self.device = torch.device(device)
         t = {name: v.to(self.device, torch.int64) for name, v in tensors.items()}
         n_off = len(causal_offsets(cfg.radius))
-        if int(t["table"].abs().amax()) * n_off + int(t["bias"].abs().amax()) >= 2**24:
-            raise ValueError("prior table too large for exact float arithmetic")
-        self._table, self.bias = t["table"].double(), t["bias"]
-        self._layers = [self._layer(t, str(n), 0) for n in range(cfg.layers)]
-        self._out = self._layer(t, "_out", ACT_BITS - LOGIT_BITS)
+        first_shift = TABLE_BITS - ACT_BITS
+        # (table, bias + rounding half, 2**-shift) of the first layer, then (weights (in, out), bias + half, 2**-shift)
+        self._first = (t["table"], t["bias"] + (1 << (first_shift - 1)), torch.tensor(2.0**-first_shift))
+        self._layers = [self._layer(t, str(n), 0) for n in range(cfg.layers)] + [
+            self._layer(t, "_out", ACT_BITS - LOGIT_BITS)
+        ]
+        bound = int(t["table"].abs().amax()) * n_off + int(self._first[1].abs().amax())
+        for w, b, _ in self._layers:
+            bound = max(bound, WEIGHT_MAX * ACT_MAX * w.shape[0] + int(b.abs().amax()))
+        self.float32_exact = bound < 2**24
+        if bound >= 2**53:
+            raise ValueError("prior tensors too large for exact floating-point arithmetic")
         self.offsets = torch.arange(n_off, device=self.device) * (cfg.codebook_size + 1)
         self._cache: dict[torch.dtype, tuple] = {}
 
     @staticmethod
     def _layer(t: dict[str, torch.Tensor], name: str, extra_shift: int) -> tuple:
-        """(weights as float64 (in, out), bias with the rounding half folded in, shift)."""
         shift = t[f"k{name}"] + extra_shift
-        return t[f"w{name}"].double().t().contiguous(), t[f"b{name}"] + (1 << (shift - 1)), shift
+        return t[f"w{name}"].t().contiguous(), t[f"b{name}"] + (1 << (shift - 1)), 2.0 ** (-shift.double())
 
     @staticmethod
     def export(model: PixelCNNPrior) -> dict[str, torch.Tensor]:
@@ -179,22 +182,24 @@ class IntegerPrior:
         return out
 
     def _exact_dtype(self) -> torch.dtype:
+        if not self.float32_exact:
+            return torch.float64
         if self.device.type == "cuda":
             return torch.float64 if torch.backends.cuda.matmul.allow_tf32 else torch.float32
         return torch.float32 if torch.get_float32_matmul_precision() == "highest" else torch.float64
 
-    def _weights(self, dtype: torch.dtype) -> tuple:
+    def _tensors(self, dtype: torch.dtype) -> tuple:
         if dtype not in self._cache:
-            layers = [(w.to(dtype), b, k) for w, b, k in self._layers]
-            self._cache[dtype] = (self._table.to(dtype), layers, (self._out[0].to(dtype), *self._out[1:]))
+            first = tuple(x.to(dtype) for x in self._first)
+            layers = [tuple(x.to(dtype) for x in layer) for layer in self._layers]
+            self._cache[dtype] = (first, layers)
         return self._cache[dtype]
 
     def logits(self, ctx: torch.Tensor) -> torch.Tensor:
         """Causal-window indices (N, n_offsets) -> integer logits (N, K) at scale 2**-LOGIT_BITS."""
-        dtype = self._exact_dtype()
-        table, layers, (w_out, b_out, k_out) = self._weights(dtype)
-        acc = F.embedding_bag(ctx + self.offsets, table, mode="sum").long() + self.bias
-        a = _shift_round(acc, TABLE_BITS - ACT_BITS).clamp_(0, ACT_MAX)
-        for w, b, k in layers:
-            a = (((a.to(dtype) @ w).long() + b) >> k).clamp_(0, ACT_MAX)
-        return ((a.to(dtype) @ w_out).long() + b_out) >> k_out
+        (table, bias, scale), layers = self._tensors(self._exact_dtype())
+        a = torch.floor((F.embedding_bag(ctx + self.offsets, table, mode="sum") + bias) * scale).clamp_(0, ACT_MAX)
+        for w, b, scale in layers[:-1]:
+            a = torch.floor(torch.addmm(b, a, w) * scale).clamp_(0, ACT_MAX)
+        w, b, scale = layers[-1]
+        return torch.floor(torch.addmm(b, a, w) * scale).long()
