@@ -35,7 +35,7 @@ RECIPROCAL_BITS = 32  # w < 2**17 and reciprocal < 2**(24 + 32 - 16): products f
 
 
 @lru_cache(maxsize=1)
-def exp_table() -> torch.Tensor:
+def exp_table() -> np.ndarray:
     """round(2**16 * exp(-d / 2**LOGIT_BITS)) for d = 0.. until it reaches 0 (int64)."""
     getcontext().prec = 40
     values, d = [], 0
@@ -44,31 +44,33 @@ def exp_table() -> torch.Tensor:
             (Decimal(2**LUT_BITS) * (Decimal(-d) / Decimal(2**LOGIT_BITS)).exp()).to_integral_value(ROUND_HALF_EVEN)
         )
         if v == 0:
-            return torch.tensor([*values, 0], dtype=torch.int64)
+            return np.array([*values, 0], dtype=np.int64)
         values.append(v)
         d += 1
 
 
-def frequencies(logits: torch.Tensor) -> torch.Tensor:
+def frequencies(logits: torch.Tensor | np.ndarray) -> np.ndarray:
     """Integer logits (N, K) -> int64 frequencies (N, K), each >= 1, each row summing to 2**24.
 
     Each row's weights w = LUT[top - logit] are scaled by a per-row fixed-point reciprocal,
     f = 1 + (w * floor((2**24 - K) * 2**32 / sum(w))) >> 32, and the few units that rounding
-    leaves over go to the most likely symbol.
+    leaves over go to the (first) most likely symbol. numpy, on the CPU: these small integer
+    operations cost less there than anywhere else, and constriction reads numpy arrays.
     """
-    lut = exp_table().to(logits.device)
-    top, argmax = logits.max(1, keepdim=True)
-    raw = lut[(top - logits).clamp_(max=len(lut) - 1)]
+    logits = logits.cpu().numpy() if isinstance(logits, torch.Tensor) else logits
+    lut = exp_table()
+    top = logits.max(1, keepdims=True)
+    raw = lut[np.minimum(top - logits, len(lut) - 1)]
     k = logits.shape[1]
-    reciprocal = ((TOTAL - k) << RECIPROCAL_BITS) // raw.sum(1, keepdim=True)
+    reciprocal = ((TOTAL - k) << RECIPROCAL_BITS) // raw.sum(1, keepdims=True)
     freq = 1 + ((raw * reciprocal) >> RECIPROCAL_BITS)
-    freq.scatter_add_(1, argmax, TOTAL - freq.sum(1, keepdim=True))
+    freq[np.arange(len(freq)), logits.argmax(1)] += TOTAL - freq.sum(1)
     return freq
 
 
 def coder_weights(logits: torch.Tensor) -> np.ndarray:
     """The float64 weights handed to constriction so that it codes exactly ``frequencies``."""
-    return (frequencies(logits) - 1).cpu().numpy().astype(np.float64)
+    return (frequencies(logits) - 1).astype(np.float64)
 
 
 class Wavefronts:
@@ -177,6 +179,6 @@ def grid_bits(prior: IntegerPrior, idx: torch.Tensor) -> float:
     total = 0.0
     for s in range(0, h * w, 65536):
         freq = frequencies(prior.logits(ctx.windows(rows[s : s + 65536], cols[s : s + 65536])))
-        picked = freq.gather(1, idx.reshape(-1, 1)[s : s + 65536].to(prior.device))
-        total += float((FREQ_BITS - torch.log2(picked.double())).sum())
+        picked = np.take_along_axis(freq, idx.reshape(-1, 1)[s : s + 65536].cpu().numpy(), 1)
+        total += float((FREQ_BITS - np.log2(picked)).sum())
     return total
