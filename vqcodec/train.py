@@ -40,6 +40,7 @@ class TrainConfig:
     val_images: int = 20
     threads: int = 0
     data_limit: int | None = None
+    scales: tuple[float, ...] = (0.5, 0.75)  # training images are downscaled by these factors
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
@@ -147,7 +148,7 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig) -> VQVAE:
     seed_everything(cfg)
     model = VQVAE(model_cfg).train()
     run = Run(cfg, model, model_cfg.to_dict(), "vqvae")
-    data = CropDataset(cfg.data, cfg.crop, limit=cfg.data_limit)
+    data = CropDataset(cfg.data, cfg.crop, tuple(cfg.scales), limit=cfg.data_limit)
     while run.running:
         x = data.batch(cfg.batch, run.gen)
         y, idx, commitment = model(x)
@@ -176,7 +177,7 @@ def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig) -> VQVAE:
     for p in [*vqvae.encoder.parameters(), *vqvae.quantizer.parameters()]:
         p.requires_grad_(False)
     run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder")
-    data = CropDataset(cfg.data, cfg.crop, limit=cfg.data_limit)
+    data = CropDataset(cfg.data, cfg.crop, tuple(cfg.scales), limit=cfg.data_limit)
     while run.running:
         x = data.batch(cfg.batch, run.gen)
         with torch.no_grad():
@@ -246,7 +247,7 @@ def train_prior(vqvae: VQVAE, prior_cfg: PriorConfig, cfg: TrainConfig, qat_frac
     seed_everything(cfg)
     prior = PixelCNNPrior(prior_cfg).train()
     run = Run(cfg, prior, prior_cfg.to_dict(), "prior")
-    grids = index_grids(vqvae, cfg.data, (0.5, 0.75), cfg.data_limit)
+    grids = index_grids(vqvae, cfg.data, tuple(cfg.scales), cfg.data_limit)
     val = index_grids(vqvae, cfg.val, (0.5,), cfg.val_images)
     qat_start = int(cfg.steps * (1 - qat_fraction))
     while run.running:
