@@ -1,0 +1,38 @@
+"""Bitstreams are forever: a file made by the shipped model must keep decoding the same way.
+
+If this fails after a change, the change altered the format or the model: bump the format
+version or ship the model under a new id, keep the old decoder path, and regenerate the golden
+files with bin/make_golden.py only for the new version.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import vqcodec
+from vqcodec import entropy
+from vqcodec.format import unpack
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_golden_file_decodes_to_the_same_indices_and_pixels():
+    data = (DATA / "golden-v1.vqc").read_bytes()
+    header, payload = unpack(data)
+    codec = vqcodec.load_codec()
+    assert codec.info.model_id == header.model_id, "the shipped default model changed: new id, new golden file"
+    idx = entropy.decode_grid(codec.prior, payload, (header.height + 3) // 4, (header.width + 3) // 4)
+    assert np.array_equal(idx.numpy(), np.load(DATA / "golden-v1-indices.npy"))
+    decoded = np.asarray(vqcodec.decompress(data), dtype=np.int16)
+    expected = np.asarray(Image.open(DATA / "golden-v1-decoded.png").convert("RGB"), dtype=np.int16)
+    assert np.abs(decoded - expected).max() <= 1  # the decoder network is float: within rounding
+
+
+def test_golden_indices_reencode_to_the_same_payload():
+    """The encoder side is pinned too: the same indices must give the same bytes."""
+    header, payload = unpack((DATA / "golden-v1.vqc").read_bytes())
+    idx = torch.from_numpy(np.load(DATA / "golden-v1-indices.npy").astype(np.int64))
+    assert idx.shape == ((header.height + 3) // 4, (header.width + 3) // 4)
+    assert entropy.encode_grid(vqcodec.load_codec().prior, idx) == payload
