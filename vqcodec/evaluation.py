@@ -56,8 +56,8 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     from pytorch_msssim import ms_ssim as _ms_ssim
     from pytorch_msssim import ssim as _ssim
 
-    x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].double()
-    y = torch.from_numpy(np.ascontiguousarray(b)).permute(2, 0, 1)[None].double()
+    x = torch.tensor(a, dtype=torch.float64).permute(2, 0, 1)[None]
+    y = torch.tensor(b, dtype=torch.float64).permute(2, 0, 1)[None]
     side = min(a.shape[0], a.shape[1])
     if side > 32:
         win = min(11, 2 * ((side - 1) // 32) + 1)
