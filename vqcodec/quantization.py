@@ -72,8 +72,8 @@ class VectorQuantizer(nn.Module):
         return nearest_codebook(flat, self.codebook).view(b, h, w)
 
     def lookup(self, idx: torch.Tensor) -> torch.Tensor:
-        """Index grid (B, H, W) -> codebook vectors (B, D, H, W)."""
-        return F.embedding(idx, self.codebook).permute(0, 3, 1, 2).contiguous()
+        """Index grid (B, H, W) -> codebook vectors (B, D, H, W), in channels-last memory layout."""
+        return F.embedding(idx, self.codebook).permute(0, 3, 1, 2)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Quantize with a straight-through gradient.
