@@ -382,10 +382,10 @@ def train_vqvae_cmd(ctx, config_file, **options) -> None:
 def train_decoder_cmd(ctx, vqvae_dir, config_file, **options) -> None:
     """Optional stage: more decoder-only steps (encoder and codebook frozen, so indices do not change)."""
     from vqcodec.models.vqvae import VQVAEConfig
-    from vqcodec.train import finetune_decoder, load_vqvae
+    from vqcodec.train import finetune_decoder, load_run, load_vqvae
 
     _, cfg = stage_configs(config_file, VQVAEConfig, options, ctx)
-    finetune_decoder(load_vqvae(vqvae_dir), cfg)
+    finetune_decoder(load_vqvae(vqvae_dir), cfg, base=load_run(vqvae_dir)[0])
 
 
 @train.command("prior")

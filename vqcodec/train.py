@@ -62,7 +62,7 @@ class Run:
     """One training run in ``cfg.out``: Adam with a cosine schedule, checkpoint and resume,
     the model and training configuration, a JSON-lines metrics log and a progress bar."""
 
-    def __init__(self, cfg: TrainConfig, model: torch.nn.Module, model_config: dict, desc: str):
+    def __init__(self, cfg: TrainConfig, model: torch.nn.Module, model_config: dict, desc: str, **extra: dict):
         self.cfg, self.model = cfg, model
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.dir = Path(cfg.out)
@@ -76,7 +76,7 @@ class Run:
             self.opt.load_state_dict(state["opt"])
             self.gen.set_state(state["gen"])
             self.step = state["step"]
-        text = json.dumps({"model": model_config, "train": asdict(cfg)}, indent=2)
+        text = json.dumps({"model": model_config, "train": asdict(cfg), **extra}, indent=2)
         (self.dir / "config.json").write_text(text)
         self.bar = tqdm(total=cfg.steps, initial=self.step, desc=desc, dynamic_ncols=True)
 
@@ -166,7 +166,7 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig) -> VQVAE:
     return model.eval()
 
 
-def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig) -> VQVAE:
+def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, base: dict | None = None) -> VQVAE:
     """Train only the decoder of a trained VQ-VAE, encoder and codebook frozen.
 
     The indices (and so the rate, and the prior trained on them) do not change, while the
@@ -176,7 +176,7 @@ def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig) -> VQVAE:
     vqvae.eval()  # no EMA codebook updates
     for p in [*vqvae.encoder.parameters(), *vqvae.quantizer.parameters()]:
         p.requires_grad_(False)
-    run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder")
+    run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base or {})
     data = CropDataset(cfg.data, cfg.crop, tuple(cfg.scales), limit=cfg.data_limit)
     while run.running:
         x = data.batch(cfg.batch, run.gen)
@@ -301,13 +301,14 @@ def export_codec(
     vqvae, prior = load_vqvae(vqvae_dir), load_prior(prior_dir)
     vq_cfg, _ = load_run(vqvae_dir)
     prior_cfg, _ = load_run(prior_dir)
-    steps = {"vqvae": vq_cfg["train"]["steps"], "prior": prior_cfg["train"]["steps"]}
+    stages = {"vqvae": vq_cfg["train"], "prior": prior_cfg["train"]}
+    if vq_cfg.get("base"):  # a decoder fine-tuning run on top of a VQ-VAE run
+        stages = {"vqvae": vq_cfg["base"]["train"], "decoder": vq_cfg["train"], "prior": prior_cfg["train"]}
     meta = {
         "training": {
-            "data": "shared/data/train (BSDS500 train+test, ImageNet samples), val: BSDS500 val",
-            "steps": steps,
-            "vqvae": vq_cfg["train"],
-            "prior": prior_cfg["train"],
+            "data": "shared/data/train (BSDS500 train+test, ImageNet class samples); model selection: BSDS500 val",
+            "steps": {name: stage["steps"] for name, stage in stages.items()},
+            **stages,
         },
         "default": is_default,
         "metrics": {},
