@@ -61,3 +61,9 @@ def test_eval_writes_a_complete_report(tmp_path):
     webp = next(t for t in saved["summary"] if t["codec"] == "webp")
     assert webp["bd_rate_psnr"] is not None
     assert "<table>" in (out / "report.html").read_text()
+
+
+def test_quality_difference_at_the_same_rate_works_for_one_point():
+    anchor = (np.array([0.2, 0.4]), np.array([24.0, 28.0]))
+    assert evaluation.delta_at_rate(anchor, (np.array([0.3]), np.array([27.0]))) == pytest.approx(1.0)
+    assert evaluation.delta_at_rate(anchor, (np.array([0.9]), np.array([30.0]))) is None  # outside the range

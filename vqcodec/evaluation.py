@@ -181,6 +181,16 @@ def monotone(rate: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.array(keep_r), np.array(keep_d)
 
 
+def delta_at_rate(anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> float | None:
+    """Mean quality difference of ``test`` over the anchor at the same rate (anchor interpolated
+    linearly in bpp), over the test points inside the anchor's range: a comparison that also
+    works for a codec with a single rate point, where BD numbers cannot be computed."""
+    ra, da = monotone(*anchor)
+    rt, dt = test
+    inside = (rt >= ra.min()) & (rt <= ra.max()) if len(ra) else np.zeros(len(rt), dtype=bool)
+    return float(np.mean(dt[inside] - np.interp(rt[inside], ra, da))) if inside.any() else None
+
+
 def bd_metrics(anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> dict[str, float | None]:
     """BD-rate (%) and BD-PSNR (dB) of ``test`` against ``anchor`` over their overlap (Bjontegaard,
     VCEG-M33, with the `bjontegaard` package's pchip interpolation). None where the curves have

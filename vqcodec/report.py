@@ -24,6 +24,7 @@ from vqcodec.evaluation import (
     bd_metrics,
     classical_points,
     curve,
+    delta_at_rate,
     measure,
     run_classical,
 )
@@ -87,6 +88,7 @@ def summary_table(rows: list[Measurement], codecs: list[str], anchor: str) -> li
                 "bd_rate_psnr": psnr_bd["bd_rate"],
                 "bd_psnr": psnr_bd["bd_psnr"],
                 "bd_rate_ms_ssim": ms_bd["bd_rate"],
+                "psnr_vs_anchor_at_rate": delta_at_rate(curve(rows, anchor, "psnr"), (bpp, psnr)),
             }
         table.append(entry)
     return table
@@ -156,18 +158,20 @@ def write_markdown(table: list[dict], anchor: str, dataset: str, out: Path) -> s
         f"BD against **{anchor}** over the overlapping range (negative BD-rate = fewer bits than the anchor",
         "for the same quality). n/a: fewer than 2 rate points.",
         "",
-        "| codec | points | bpp range | PSNR range (dB) | BD-rate (PSNR) | BD-PSNR (dB) | BD-rate (MS-SSIM dB) |",
-        "|---|---|---|---|---|---|---|",
+        "| codec | points | bpp range | PSNR range (dB) | BD-rate (PSNR) | BD-PSNR (dB) | BD-rate (MS-SSIM dB) "
+        f"| PSNR vs {anchor} at the same bpp (dB) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for t in table:
-        bd = [t.get("bd_rate_psnr"), t.get("bd_psnr"), t.get("bd_rate_ms_ssim")]
+        bd = [t.get("bd_rate_psnr"), t.get("bd_psnr"), t.get("bd_rate_ms_ssim"), t.get("psnr_vs_anchor_at_rate")]
         cells = (
-            ["anchor"] * 3
+            ["anchor"] * 4
             if t["codec"] == anchor
             else [
                 "n/a" if bd[0] is None else f"{bd[0]:+.1f}%",
                 "n/a" if bd[1] is None else f"{bd[1]:+.2f}",
                 "n/a" if bd[2] is None else f"{bd[2]:+.1f}%",
+                "n/a" if bd[3] is None else f"{bd[3]:+.2f}",
             ]
         )
         lines.append(
