@@ -92,27 +92,35 @@ class Wavefronts:
 
 
 class GridContext:
-    """An index grid padded with the "outside" symbol, read through the prior's causal window."""
+    """An index grid padded with the "outside" symbol, read through the prior's causal window.
+
+    Positions are flat offsets into the padded grid, so reading a batch of windows is one
+    gather and writing decoded symbols one scatter.
+    """
 
     def __init__(self, height: int, width: int, prior: IntegerPrior):
-        r = prior.cfg.radius
-        self.r = r
+        r = self.r = prior.cfg.radius
+        self.stride = width + 2 * r
         self.grid = torch.full(
-            (height + r, width + 2 * r), prior.cfg.codebook_size, dtype=torch.int64, device=prior.device
+            (height + r, self.stride), prior.cfg.codebook_size, dtype=torch.int64, device=prior.device
         )
-        offs = causal_offsets(r)
-        self.dy = torch.tensor([dy for dy, _ in offs], device=prior.device)
-        self.dx = torch.tensor([dx for _, dx in offs], device=prior.device)
+        self.flat = self.grid.view(-1)
+        offsets = [dy * self.stride + dx for dy, dx in causal_offsets(r)]
+        self.window = torch.tensor(offsets, device=prior.device)
 
-    def windows(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        return self.grid[(rows + self.r)[:, None] + self.dy, (cols + self.r)[:, None] + self.dx]
+    def positions(self, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
+        """Flat positions of grid cells (rows, cols)."""
+        return torch.from_numpy((rows + self.r) * self.stride + cols + self.r).to(self.grid.device)
 
-    def put(self, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor) -> None:
-        self.grid[rows + self.r, cols + self.r] = values
+    def windows(self, pos: torch.Tensor) -> torch.Tensor:
+        return self.flat[pos[:, None] + self.window]
+
+    def put(self, pos: torch.Tensor, values: torch.Tensor) -> None:
+        self.flat[pos] = values
 
     @property
     def indices(self) -> torch.Tensor:
-        return self.grid[self.r :, self.r : self.grid.shape[1] - self.r]
+        return self.grid[self.r :, self.r : self.stride - self.r]
 
 
 @contextmanager
@@ -132,18 +140,15 @@ def encode_grid(prior: IntegerPrior, idx: torch.Tensor, group: int = 64) -> byte
     h, w = idx.shape
     waves = Wavefronts(h, w, prior.cfg.radius)
     ctx = GridContext(h, w, prior)
-    ctx.put(
-        *torch.meshgrid(torch.arange(h, device=prior.device), torch.arange(w, device=prior.device), indexing="ij"),
-        idx.to(prior.device),
-    )
-    rows, cols = torch.from_numpy(waves.rows).to(prior.device), torch.from_numpy(waves.cols).to(prior.device)
+    pos = ctx.positions(waves.rows, waves.cols)
     symbols = idx.reshape(-1).cpu().numpy().astype(np.int32)[waves.rows * w + waves.cols]
+    ctx.put(pos, torch.from_numpy(symbols.astype(np.int64)).to(prior.device))
     encoder = constriction.stream.queue.RangeEncoder()
     model = constriction.stream.model.Categorical(perfect=False)
-    with one_thread():
+    with one_thread(), torch.inference_mode():
         for first in range(0, len(waves), group):
             s = waves.span(first, first + group)
-            encoder.encode(symbols[s], model, coder_weights(prior.logits(ctx.windows(rows[s], cols[s]))))
+            encoder.encode(symbols[s], model, coder_weights(prior.logits(ctx.windows(pos[s]))))
     return encoder.get_compressed().tobytes()
 
 
@@ -153,19 +158,18 @@ def decode_grid(prior: IntegerPrior, data: bytes, height: int, width: int) -> to
         raise BitstreamError("payload length is not a whole number of 32-bit words")
     waves = Wavefronts(height, width, prior.cfg.radius)
     ctx = GridContext(height, width, prior)
-    rows, cols = torch.from_numpy(waves.rows).to(prior.device), torch.from_numpy(waves.cols).to(prior.device)
+    pos = ctx.positions(waves.rows, waves.cols)
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype=np.uint32).copy())
     model = constriction.stream.model.Categorical(perfect=False)
-    with one_thread():
+    with one_thread(), torch.inference_mode():
         for t in range(len(waves)):
-            s = waves.span(t, t + 1)
-            r, c = rows[s], cols[s]
-            weights = coder_weights(prior.logits(ctx.windows(r, c)))
+            p = pos[waves.span(t, t + 1)]
+            weights = coder_weights(prior.logits(ctx.windows(p)))
             try:
                 symbols = decoder.decode(model, weights)
             except Exception as e:  # constriction reports invalid data as AssertionError or ValueError
                 raise BitstreamError(f"corrupt payload: the range decoder failed at wavefront {t} ({e})") from e
-            ctx.put(r, c, torch.from_numpy(symbols.astype(np.int64)).to(prior.device))
+            ctx.put(p, torch.from_numpy(symbols.astype(np.int64)).to(prior.device))
     return ctx.indices.clone()
 
 
@@ -173,12 +177,14 @@ def grid_bits(prior: IntegerPrior, idx: torch.Tensor) -> float:
     """Cross-entropy of a grid under the integer prior's exact frequency tables, in bits."""
     h, w = idx.shape
     ctx = GridContext(h, w, prior)
-    rows, cols = (g.reshape(-1) for g in torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij"))
-    rows, cols = rows.to(prior.device), cols.to(prior.device)
-    ctx.put(rows, cols, idx.reshape(-1).to(prior.device))
+    rows, cols = np.divmod(np.arange(h * w), w)
+    pos = ctx.positions(rows, cols)
+    symbols = idx.reshape(-1).cpu()
+    ctx.put(pos, symbols.to(prior.device))
     total = 0.0
-    for s in range(0, h * w, 65536):
-        freq = frequencies(prior.logits(ctx.windows(rows[s : s + 65536], cols[s : s + 65536])))
-        picked = np.take_along_axis(freq, idx.reshape(-1, 1)[s : s + 65536].cpu().numpy(), 1)
-        total += float((FREQ_BITS - np.log2(picked)).sum())
+    with torch.inference_mode():
+        for s in range(0, h * w, 65536):
+            freq = frequencies(prior.logits(ctx.windows(pos[s : s + 65536])))
+            picked = np.take_along_axis(freq, symbols[s : s + 65536, None].numpy(), 1)
+            total += float((FREQ_BITS - np.log2(picked)).sum())
     return total
