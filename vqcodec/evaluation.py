@@ -154,11 +154,14 @@ def run_classical(codec: str, files: list[Path], workers: int = 1) -> list[Measu
     """Every image at every rate point of a classical codec, in ``workers`` processes."""
     from concurrent.futures import ProcessPoolExecutor
 
+    from tqdm import tqdm
+
     jobs = [(str(p), i, codec) for p in files for i in range(len(CLASSICAL[codec][2]))]
+    bar = {"desc": codec, "total": len(jobs), "leave": False, "dynamic_ncols": True}
     if workers <= 1:
-        return [m for job in jobs for m in _classical_job(job)]
+        return [m for job in tqdm(jobs, **bar) for m in _classical_job(job)]
     with ProcessPoolExecutor(workers) as pool:
-        return [m for batch in pool.map(_classical_job, jobs) for m in batch]
+        return [m for batch in tqdm(pool.map(_classical_job, jobs), **bar) for m in batch]
 
 
 def curve(rows: list[Measurement], codec: str, metric: str = "psnr") -> tuple[np.ndarray, np.ndarray]:
