@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import multiprocessing
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -160,7 +161,8 @@ def run_classical(codec: str, files: list[Path], workers: int = 1) -> list[Measu
     bar = {"desc": codec, "total": len(jobs), "leave": False, "dynamic_ncols": True}
     if workers <= 1:
         return [m for job in tqdm(jobs, **bar) for m in _classical_job(job)]
-    with ProcessPoolExecutor(workers) as pool:
+    # spawn, not fork: forking a process whose torch thread pools are running deadlocks the children
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         return [m for batch in tqdm(pool.map(_classical_job, jobs), **bar) for m in batch]
 
 
