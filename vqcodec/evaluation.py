@@ -162,7 +162,8 @@ def run_classical(codec: str, files: list[Path], workers: int = 1) -> list[Measu
     if workers <= 1:
         return [m for job in tqdm(jobs, **bar) for m in _classical_job(job)]
     # spawn, not fork: forking a process whose torch thread pools are running deadlocks the children
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         return [m for batch in tqdm(pool.map(_classical_job, jobs), **bar) for m in batch]
 
 
