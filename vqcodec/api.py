@@ -53,9 +53,7 @@ def decompress(
         raise BitstreamError(f"expected bytes, got {type(data).__name__}")
     header, _ = parse_header(bytes(data))
     if model is not None:
-        return load_codec(model, header.quality if not model.endswith(".safetensors") else None, device).decompress(
-            bytes(data), max_pixels=max_pixels
-        )
+        return load_codec(model, header.quality, device).decompress(bytes(data), max_pixels=max_pixels)
     info = find_by_id(header.family, header.quality, header.model_id)
     if info is None:
         raise BitstreamError(
