@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny randomly initialised VQ codec, so tests run in seconds."""
+"""Shared fixtures: tiny randomly initialised codecs (VQ, AE, VAE), so tests run in seconds."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from vqcodec.codec import VQCodec, save_vq_weights
+from vqcodec.codec import BaselineCodec, Codec, VQCodec, save_baseline_weights, save_vq_weights
+from vqcodec.models.ae import AEConfig, make_model
 from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
 from vqcodec.zoo import read_info
 
 TINY_VQVAE = VQVAEConfig(channels=16, half_channels=8, latent_dim=4, codebook_size=16, res_blocks=1)
 TINY_PRIOR = PriorConfig(codebook_size=16, radius=1, hidden=16, layers=1)
+TINY_AE = {"ae": AEConfig(channels=8, latent=6), "vae": AEConfig(channels=8, latent=6, hyper=4)}
 
 
 def tiny_prior(cfg: PriorConfig = TINY_PRIOR, seed: int = 0, scale: float = 1.0) -> PixelCNNPrior:
@@ -41,6 +43,29 @@ def tiny_weights(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_codec(tiny_weights) -> VQCodec:
     return VQCodec.from_weights(read_info(tiny_weights))
+
+
+@pytest.fixture(scope="session")
+def tiny_baselines(tmp_path_factory) -> dict[str, BaselineCodec]:
+    """Random AE and VAE codecs whose latents are spread over several integers."""
+    out = {}
+    for family, cfg in TINY_AE.items():
+        torch.manual_seed(0)
+        model = make_model(cfg).eval()
+        with torch.no_grad():  # random transforms give latents near 0; spread them over many integers
+            model.g_a[-1].weight.mul_(100)
+            if cfg.hyper:
+                model.h_a[-1].weight.mul_(10)
+                model.h_s[-2].bias.add_(3.0)  # predicted scales near 3
+        path = tmp_path_factory.mktemp("weights") / f"tiny-{family}-q1.safetensors"
+        out[family] = BaselineCodec.from_weights(save_baseline_weights(str(path), model, family, 1, {"metrics": {}}))
+    return out
+
+
+@pytest.fixture(params=["vq", "ae", "vae"])
+def any_codec(request, tiny_codec, tiny_baselines) -> Codec:
+    """Each tiny codec in turn, for the contracts every codec keeps."""
+    return tiny_codec if request.param == "vq" else tiny_baselines[request.param]
 
 
 @pytest.fixture

@@ -4,15 +4,19 @@ import pytest
 import torch
 from PIL import Image
 
-from vqcodec.codec import VQCodec
+from vqcodec.codec import BaselineCodec, VQCodec
+from vqcodec.models.ae import AEConfig
 from vqcodec.models.prior import PriorConfig
 from vqcodec.train import (
     TrainConfig,
     cosine_lr,
+    export_baseline,
     export_codec,
     finetune_decoder,
     load_prior,
+    load_run,
     load_vqvae,
+    train_baseline,
     train_prior,
     train_vqvae,
 )
@@ -95,3 +99,28 @@ def test_decoder_finetuning_keeps_the_indices(folders, tmp_path):
         assert torch.equal(tuned.encode(x), before_idx)
         assert not torch.allclose(tuned.decode(before_idx), before_img)
     assert torch.equal(load_vqvae(tmp_path / "dec").quantizer.codebook, trained.quantizer.codebook)
+
+
+@pytest.mark.parametrize("hyper", [0, 4])
+def test_baseline_training_finetuning_and_export(folders, tmp_path, hyper):
+    base_cfg = AEConfig(channels=8, latent=6, hyper=hyper, lmbda=0.01)
+    train = config(folders, tmp_path / "base", 2)
+    train.crop = 64
+    train_baseline(base_cfg, train)
+    assert any("val_bpp" in m for m in lines(tmp_path / "base" / "metrics.jsonl"))
+
+    # a level at another lambda starts from the shared run's weights
+    level_cfg = AEConfig(channels=8, latent=6, hyper=hyper, lmbda=0.05)
+    train.out = str(tmp_path / "q2")
+    base_state = load_run(tmp_path / "base")[1]
+    tuned = train_baseline(level_cfg, train, init=str(tmp_path / "base"))
+    assert load_run(tmp_path / "q2")[0]["init"]["model"]["lmbda"] == 0.01
+    assert any(not torch.equal(v, tuned.state_dict()[k]) for k, v in base_state.items())
+
+    out = tmp_path / f"{base_cfg.family}-q2.safetensors"
+    info = export_baseline(str(tmp_path / "q2"), base_cfg.family, 2, str(out), str(folders / "val"))
+    assert info.family == base_cfg.family and info.meta["ae_config"]["lmbda"] == 0.05
+    assert info.meta["training"]["steps"] == {"base": 2, "finetune": 2}
+    assert {"kodak_bpp", "kodak_psnr", "kodak_ms_ssim_db"} <= set(info.metrics)
+    codec = BaselineCodec.from_weights(info)
+    assert codec.decompress(codec.compress(smooth_image(20, 30))).size == (30, 20)

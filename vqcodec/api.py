@@ -7,13 +7,13 @@ from functools import lru_cache
 import torch
 from PIL import Image
 
-from vqcodec.codec import MAX_PIXELS, VQCodec
+from vqcodec.codec import MAX_PIXELS, BaselineCodec, Codec, VQCodec
 from vqcodec.errors import BitstreamError, ModelError
 from vqcodec.format import parse_header
 from vqcodec.images import ImageLike
 from vqcodec.zoo import DEFAULT_MODEL, WeightsInfo, find, find_by_id
 
-CODECS = {"vq": VQCodec}
+CODECS = {"vq": VQCodec, "ae": BaselineCodec, "vae": BaselineCodec}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -27,13 +27,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 @lru_cache(maxsize=8)
-def _load(info: WeightsInfo, device: torch.device) -> VQCodec:
+def _load(info: WeightsInfo, device: torch.device) -> Codec:
     if info.family not in CODECS:
         raise ModelError(f"{info.path}: unsupported codec family {info.family!r}")
     return CODECS[info.family].from_weights(info, device)
 
 
-def load_codec(name: str = DEFAULT_MODEL, quality: int | None = None, device: str | torch.device = "cpu") -> VQCodec:
+def load_codec(name: str = DEFAULT_MODEL, quality: int | None = None, device: str | torch.device = "cpu") -> Codec:
     """A ready codec: a shipped model by name (and quality level), or a .safetensors path."""
     return _load(find(name, quality), resolve_device(device))
 

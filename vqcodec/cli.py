@@ -401,19 +401,59 @@ def train_prior_cmd(ctx, vqvae_dir, config_file, **options) -> None:
     train_prior(load_vqvae(vqvae_dir), model_cfg, cfg)
 
 
+def baseline_command(family: str, hyper_default: int) -> None:
+    """Register ``vqcodec train ae`` or ``vqcodec train vae``."""
+
+    @train.command(family)
+    @click.option("--init", "init_dir", default=None, help="Start from this run's weights (another lambda).")
+    @train_options
+    @click.pass_context
+    def command(ctx, init_dir, config_file, **options) -> None:
+        from vqcodec.models.ae import AEConfig
+        from vqcodec.train import train_baseline
+
+        model_cfg, cfg = stage_configs(config_file, AEConfig, options, ctx)
+        if model_cfg.family != family:
+            model_cfg.hyper = hyper_default
+        train_baseline(model_cfg, cfg, init_dir)
+
+    command.__doc__ = {
+        "ae": "Baseline: train a factorized-prior autoencoder (Balle et al. 2017) at the config's lambda.",
+        "vae": "Baseline: train a scale-hyperprior VAE (Balle et al. 2018) at the config's lambda.",
+    }[family]
+
+
+baseline_command("ae", 0)
+baseline_command("vae", 64)
+
+
 @train.command("export")
-@click.option("--vqvae", "vqvae_dir", required=True, help="Run directory of the trained VQ-VAE.")
-@click.option("--prior", "prior_dir", required=True, help="Run directory of the trained prior.")
-@click.option("--name", default="vq", show_default=True)
+@click.option("--vqvae", "vqvae_dir", help="VQ codec: run directory of the trained VQ-VAE.")
+@click.option("--prior", "prior_dir", help="VQ codec: run directory of the trained prior.")
+@click.option("--run", "run_dir", help="AE or VAE codec: run directory of the trained model.")
+@click.option("--name", default=None, help="Model name (default: the family, vq, ae or vae).")
 @click.option("--quality", type=int, required=True)
 @click.option("--out", required=True, help="Weights file to write (.safetensors).")
 @click.option(
     "--kodak", default="../shared/data/kodak", show_default=True, help="Where to measure the shipped numbers."
 )
 @click.option("--default", "is_default", is_flag=True, help="Mark this level as the model's default.")
-def train_export_cmd(vqvae_dir, prior_dir, name, quality, out, kodak, is_default) -> None:
-    """Stage 3: write the weights file, measure it on Kodak, and store the numbers in its metadata."""
-    from vqcodec.train import export_codec
+def train_export_cmd(vqvae_dir, prior_dir, run_dir, name, quality, out, kodak, is_default) -> None:
+    """Last stage: write the weights file, measure it on Kodak, and store the numbers in its metadata."""
+    from vqcodec.train import export_baseline, export_codec
 
-    info = export_codec(vqvae_dir, prior_dir, name, quality, out, kodak, is_default)
+    if run_dir and not (vqvae_dir or prior_dir):
+        info = export_baseline(run_dir, name or load_family(run_dir), quality, out, kodak, is_default)
+    elif vqvae_dir and prior_dir and not run_dir:
+        info = export_codec(vqvae_dir, prior_dir, name or "vq", quality, out, kodak, is_default)
+    else:
+        raise click.UsageError("give --vqvae and --prior (VQ codec) or --run (AE or VAE codec)")
     click.echo(f"{out}: id {info.model_id.hex()}, {json.dumps(info.metrics)}")
+
+
+def load_family(run_dir: str) -> str:
+    """The family (ae or vae) of a baseline training run."""
+    from vqcodec.models.ae import AEConfig
+    from vqcodec.train import load_run
+
+    return AEConfig(**load_run(run_dir)[0]["model"]).family

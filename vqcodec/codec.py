@@ -1,19 +1,31 @@
-"""The VQ codec pipeline, top to bottom.
+"""The codec pipelines, top to bottom.
 
+VQ (the product):
 compress:   image -> RGB pixels -> VQ-VAE encoder (row bands) -> index grid
             -> integer PixelCNN prior + range coder (wavefront order) -> .vqc bytes
 decompress: .vqc bytes -> header checks -> range decoder + prior, one wavefront at a time
             -> index grid -> VQ-VAE decoder (row bands) -> pixels -> image
 
+AE and VAE (the scalar-quantization baselines, vqcodec.models.ae):
+compress:   image -> RGB pixels -> analysis transform (row bands) -> latent y
+            [VAE: hyper-analysis -> side information z -> rounded -> coded under its factorized
+             tables; integer hyper-synthesis -> a Gaussian table for every latent value]
+            -> rounded y coded under its tables (AE: one per channel) -> .vqc bytes
+decompress: .vqc bytes -> header checks -> [VAE: z, integer hyper-synthesis -> tables]
+            -> rounded y -> synthesis transform (row bands) -> pixels -> image
+
 The networks run over horizontal bands of the latent grid with a margin wider than their
-receptive field, so memory stays bounded for big photos and no seam appears; the prior codes
-the whole grid as one stream, so banding costs no rate.
+receptive field, so memory stays bounded for big photos and no seam appears; the entropy
+coders code the whole grid as one stream, so banding costs no rate. Everything that decides
+what the decoder reads (the prior, the tables, the hyper-synthesis) is integer arithmetic.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
+import constriction
 import numpy as np
 import torch
 from PIL import Image
@@ -22,9 +34,10 @@ from vqcodec import entropy
 from vqcodec.errors import BitstreamError, ModelError
 from vqcodec.format import Header, pack, parse_header, unpack
 from vqcodec.images import ImageLike, prepare
+from vqcodec.models.ae import AEConfig, FactorizedAE, HyperpriorVAE, IntegerHyperSynthesis, make_model
 from vqcodec.models.prior import IntegerPrior, PriorConfig
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
-from vqcodec.zoo import WeightsInfo, load_tensors
+from vqcodec.zoo import WeightsInfo, load_tensors, save_weights
 
 MAX_PIXELS = 128 * 1024 * 1024  # like Pillow's MAX_IMAGE_PIXELS; callers may raise it
 BAND_ROWS = 64  # latent rows per network pass
@@ -40,23 +53,101 @@ def check_size(header: Header, max_pixels: int | None) -> None:
         )
 
 
-def bands(rows: int) -> list[tuple[int, int, int, int]]:
+def bands(rows: int, band: int | None = None, margin: int | None = None) -> list[tuple[int, int, int, int]]:
     """(start, stop, context start, context stop) latent rows of each band."""
+    band, margin = band or BAND_ROWS, MARGIN_ROWS if margin is None else margin
     out = []
-    for start in range(0, rows, BAND_ROWS):
-        stop = min(rows, start + BAND_ROWS)
-        out.append((start, stop, max(0, start - MARGIN_ROWS), min(rows, stop + MARGIN_ROWS)))
+    for start in range(0, rows, band):
+        stop = min(rows, start + band)
+        out.append((start, stop, max(0, start - margin), min(rows, stop + margin)))
     return out
 
 
-class VQCodec:
+def banded(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    rows: int,
+    scale_in: int,
+    scale_out: int,
+    band: int | None = None,
+    margin: int | None = None,
+) -> torch.Tensor:
+    """``fn`` applied band by band along the second-to-last dimension of ``x``.
+
+    A latent row is ``scale_in`` rows of ``x`` and ``scale_out`` rows of the output; each band
+    is computed from its rows plus the margin and keeps only its own rows."""
+    out = None
+    for start, stop, a, b in bands(rows, band, margin):
+        part = fn(x[..., a * scale_in : b * scale_in, :])[..., (start - a) * scale_out : (stop - a) * scale_out, :]
+        if out is None:
+            out = part.new_empty((*part.shape[:-2], rows * scale_out, part.shape[-1]))
+        out[..., start * scale_out : stop * scale_out, :] = part
+    return out
+
+
+def pixels(rgb: Image.Image, multiple: int) -> torch.Tensor:
+    """RGB image -> (1, 3, H, W) float in [0, 1], replicate-padded to a multiple of ``multiple``."""
+    x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)[None]
+    x = torch.nn.functional.pad(x.float(), (0, -x.shape[3] % multiple, 0, -x.shape[2] % multiple), mode="replicate")
+    return x / 255.0
+
+
+def to_uint8(y: torch.Tensor) -> torch.Tensor:
+    """Decoder output in [0, 1] (not clamped) -> uint8 on the CPU."""
+    return (y.clamp(0, 1) * 255 + 0.5).floor().to(torch.uint8).cpu()
+
+
+class Codec:
+    """What every codec shares: image preparation, the header, and the checks on decoding.
+
+    A subclass sets ``family`` and ``multiple`` (images are padded to a multiple of it) and
+    implements ``encode`` (padded pixels -> payload) and ``decode`` (payload -> padded pixels).
+    """
+
+    family: str
+    multiple: int
+
+    def __init__(self, info: WeightsInfo, device: torch.device):
+        self.info, self.device = info, device
+
+    def compress(self, image: ImageLike) -> bytes:
+        """Encode an image (PIL image, path or uint8 array) into .vqc bytes."""
+        rgb, mode = prepare(image)
+        payload = self.encode(pixels(rgb, self.multiple))
+        header = Header(self.family, self.info.quality, self.info.model_id, rgb.width, rgb.height, mode)
+        return pack(header, payload)
+
+    def decompress(self, data: bytes, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+        """Decode .vqc bytes made by this codec's model into a PIL image."""
+        header, _ = parse_header(data)
+        check_size(header, max_pixels)
+        header, payload = unpack(data)
+        if (header.family, header.quality, header.model_id) != (self.family, self.info.quality, self.info.model_id):
+            raise BitstreamError(
+                f"file was made by model {header.family} q{header.quality} id {header.model_id.hex()}, "
+                f"not by this codec ({self.info.name} q{self.info.quality} id {self.info.model_id.hex()})"
+            )
+        m = self.multiple
+        out = self.decode(payload, math.ceil(header.height / m) * m, math.ceil(header.width / m) * m)
+        img = Image.fromarray(out[:, : header.height, : header.width].permute(1, 2, 0).numpy())
+        return img.convert("L") if header.mode == "L" else img
+
+    def encode(self, x: torch.Tensor) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, payload: bytes, height: int, width: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class VQCodec(Codec):
     """A VQ-VAE and its integer prior, loaded on ``device``, with compress/decompress."""
 
     family = "vq"
 
     def __init__(self, vqvae: VQVAE, prior: IntegerPrior, info: WeightsInfo, device: torch.device):
-        self.vqvae, self.prior, self.info, self.device = vqvae, prior, info, device
-        self.factor = vqvae.cfg.downsample
+        super().__init__(info, device)
+        self.vqvae, self.prior = vqvae, prior
+        self.multiple = vqvae.cfg.downsample
 
     @classmethod
     def from_weights(cls, info: WeightsInfo, device: str | torch.device = "cpu") -> VQCodec:
@@ -72,56 +163,143 @@ class VQCodec:
         # channels-last convolutions are about a fifth faster on CPU (oneDNN)
         return cls(vqvae.to(device, memory_format=torch.channels_last).eval(), prior, info, device)
 
-    # --- compress -------------------------------------------------------------------
-    def compress(self, image: ImageLike) -> bytes:
-        """Encode an image (PIL image, path or uint8 array) into .vqc bytes."""
-        rgb, mode = prepare(image)
-        idx = self.analyze(rgb)
-        payload = entropy.encode_grid(self.prior, idx)
-        header = Header(self.family, self.info.quality, self.info.model_id, rgb.width, rgb.height, mode)
-        return pack(header, payload)
+    def encode(self, x: torch.Tensor) -> bytes:
+        return entropy.encode_grid(self.prior, self.indices(x))
+
+    def decode(self, payload: bytes, height: int, width: int) -> torch.Tensor:
+        f = self.multiple
+        return self.pixels(entropy.decode_grid(self.prior, payload, height // f, width // f))
 
     @torch.no_grad()
+    def indices(self, x: torch.Tensor) -> torch.Tensor:
+        """Padded pixels (1, 3, H, W) -> (H/4, W/4) index grid, computed band by band."""
+        f = self.multiple
+        return banded(lambda part: self.vqvae.encode(part.to(self.device)).cpu(), x, x.shape[2] // f, f, 1)[0]
+
+    @torch.no_grad()
+    def pixels(self, idx: torch.Tensor) -> torch.Tensor:
+        """(rows, cols) index grid -> (3, 4 rows, 4 cols) uint8 pixels, band by band."""
+        f = self.multiple
+        return banded(lambda part: to_uint8(self.vqvae.decode(part.to(self.device)[None])[0]), idx, len(idx), 1, f)
+
     def analyze(self, rgb: Image.Image) -> torch.Tensor:
-        """RGB image -> (H/4, W/4) index grid, computed band by band."""
-        f = self.factor
-        x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)[None]
-        x = torch.nn.functional.pad(x.float(), (0, -x.shape[3] % f, 0, -x.shape[2] % f), mode="replicate")
-        rows = x.shape[2] // f
-        out = torch.empty(rows, x.shape[3] // f, dtype=torch.int64)
-        for start, stop, a, b in bands(rows):
-            part = x[:, :, a * f : b * f].to(self.device) / 255.0
-            out[start:stop] = self.vqvae.encode(part)[0, start - a : stop - a].cpu()
-        return out
+        """RGB image -> its index grid."""
+        return self.indices(pixels(rgb, self.multiple))
+
+    def synthesize(self, idx: torch.Tensor, height: int, width: int) -> np.ndarray:
+        """Index grid -> (height, width, 3) uint8 pixels."""
+        return self.pixels(idx)[:, :height, :width].permute(1, 2, 0).numpy()
+
+
+BASELINE_BAND_ROWS = 16  # latent rows (16 pixels each) per network pass
+BASELINE_MARGIN_ROWS = 4  # receptive fields of the 5x5 stride-2 transforms: < 3 latent rows
+
+
+class BaselineCodec(Codec):
+    """The AE or VAE baseline: float transforms, integer tables and hyper-synthesis."""
+
+    def __init__(
+        self, model: FactorizedAE | HyperpriorVAE, tensors: dict[str, torch.Tensor], info: WeightsInfo, device
+    ):
+        super().__init__(info, device)
+        self.model, self.cfg = model, model.cfg
+        self.family, self.multiple = model.cfg.family, model.cfg.downsample
+        self.y_tables = entropy.TableCoder(prefixed(tensors, "y_tables."))
+        if self.cfg.hyper:
+            self.z_tables = entropy.TableCoder(prefixed(tensors, "z_tables."))
+            self.hyper = IntegerHyperSynthesis(prefixed(tensors, "h_s."))
+
+    @classmethod
+    def from_weights(cls, info: WeightsInfo, device: str | torch.device = "cpu") -> BaselineCodec:
+        tensors = load_tensors(info)
+        device = torch.device(device)
+        try:
+            model = make_model(AEConfig(**info.meta["ae_config"]))
+            missing, unexpected = model.load_state_dict(prefixed(tensors, "model."), strict=False)
+            if unexpected or any(not k.startswith(("density.", "h_s.")) for k in missing):
+                raise RuntimeError(f"missing {missing}, unexpected {unexpected}")
+            return cls(model.to(device).eval(), tensors, info, device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ModelError(f"{info.path}: weights do not match an {info.family} codec ({e})") from e
+
+    @staticmethod
+    def export(model: FactorizedAE | HyperpriorVAE) -> dict[str, torch.Tensor]:
+        """The tensors the codec needs: float transforms, integer tables and hyper-synthesis."""
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items() if not k.startswith(("density.", "h_s."))}
+        if model.cfg.hyper:
+            from vqcodec.models.ae import gaussian_pmfs, scale_table
+
+            pmfs = gaussian_pmfs(scale_table())
+            y_tables = entropy.stack_tables(pmfs, [-(len(p) // 2) for p in pmfs])
+            z_tables = entropy.stack_tables(*model.density.pmfs())
+            tensors.update({f"z_tables.{k}": v for k, v in z_tables.items()})
+            tensors.update({f"h_s.{k}": v for k, v in IntegerHyperSynthesis.export(model.h_s).items()})
+        else:
+            y_tables = entropy.stack_tables(*model.density.pmfs())
+        tensors.update({f"y_tables.{k}": v for k, v in y_tables.items()})
+        return tensors
+
+    # --- compress -------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> bytes:
+        encoder = constriction.stream.queue.RangeEncoder()
+        z_hat, y_hat, table = self.quantize(x)
+        if z_hat is not None:
+            self.z_tables.encode(encoder, z_hat, channel_tables(z_hat.shape))
+        self.y_tables.encode(encoder, y_hat, table)
+        return encoder.get_compressed().tobytes()
+
+    @torch.no_grad()
+    def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Padded pixels -> (rounded side information or None, rounded latent, its table numbers)."""
+        y = banded(
+            lambda part: self.model.g_a(part.to(self.device) - 0.5).cpu(),
+            x,
+            x.shape[2] // 16,
+            16,
+            1,
+            BASELINE_BAND_ROWS,
+            BASELINE_MARGIN_ROWS,
+        )
+        z_hat, table = None, channel_tables(y.shape)
+        if self.cfg.hyper:
+            z = self.model.h_a(y.abs().to(self.device)).cpu()
+            z_hat = self.z_tables.clamp(torch.round(z), channel_tables(z.shape))
+            table = self.hyper.scale_indices(z_hat)
+        return z_hat, self.y_tables.clamp(torch.round(y), table), table
 
     # --- decompress -----------------------------------------------------------------
-    def decompress(self, data: bytes, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
-        """Decode .vqc bytes made by this codec's model into a PIL image."""
-        header, _ = parse_header(data)
-        check_size(header, max_pixels)
-        header, payload = unpack(data)
-        if (header.family, header.quality, header.model_id) != (self.family, self.info.quality, self.info.model_id):
-            raise BitstreamError(
-                f"file was made by model {header.family} q{header.quality} id {header.model_id.hex()}, "
-                f"not by this codec ({self.info.name} q{self.info.quality} id {self.info.model_id.hex()})"
-            )
-        rows, cols = math.ceil(header.height / self.factor), math.ceil(header.width / self.factor)
-        idx = entropy.decode_grid(self.prior, payload, rows, cols)
-        img = Image.fromarray(self.synthesize(idx, header.height, header.width))
-        return img.convert("L") if header.mode == "L" else img
+    def decode(self, payload: bytes, height: int, width: int) -> torch.Tensor:
+        if len(payload) % 4:
+            raise BitstreamError("payload length is not a whole number of 32-bit words")
+        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype=np.uint32).copy())
+        table = channel_tables((1, self.cfg.latent, height // 16, width // 16))
+        if self.cfg.hyper:
+            z_hat = self.z_tables.decode(decoder, channel_tables((1, self.cfg.hyper, height // 64, width // 64)))
+            table = self.hyper.scale_indices(z_hat)
+        return self.reconstruct(self.y_tables.decode(decoder, table))
 
     @torch.no_grad()
-    def synthesize(self, idx: torch.Tensor, height: int, width: int) -> np.ndarray:
-        """(rows, cols) index grid -> (height, width, 3) uint8 pixels, band by band."""
-        f = self.factor
-        out = np.empty((height, width, 3), dtype=np.uint8)
-        for start, stop, a, b in bands(idx.shape[0]):
-            y = self.vqvae.decode(idx[a:b].to(self.device)[None])[0, :, (start - a) * f : (stop - a) * f]
-            y = (y.clamp(0, 1) * 255 + 0.5).floor().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-            top = start * f
-            rows = min(height, stop * f) - top
-            out[top : top + rows] = y[:rows, :width]
-        return out
+    def reconstruct(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """Rounded latent (1, latent, h, w) -> (3, 16h, 16w) uint8 pixels, band by band."""
+        return banded(
+            lambda part: to_uint8(self.model.g_s(part.to(self.device).float()) + 0.5)[0],
+            y_hat,
+            y_hat.shape[2],
+            1,
+            16,
+            BASELINE_BAND_ROWS,
+            BASELINE_MARGIN_ROWS,
+        )
+
+
+def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors whose names start with ``prefix``, with it removed."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def channel_tables(shape: tuple[int, ...]) -> torch.Tensor:
+    """Table number = channel number, for a (1, C, H, W) latent coded with one table per channel."""
+    return torch.arange(shape[1]).view(1, -1, 1, 1).expand(shape)
 
 
 def save_vq_weights(
@@ -134,9 +312,15 @@ def save_vq_weights(
     meta: dict,
 ) -> WeightsInfo:
     """Write a VQ codec (VQ-VAE float weights + integer prior) as one safetensors file."""
-    from vqcodec.zoo import save_weights
-
     tensors = {f"vqvae.{k}": v for k, v in vqvae.state_dict().items()}
     tensors.update({f"prior.{k}": v for k, v in prior_tensors.items()})
     meta = {"vqvae_config": vqvae.cfg.to_dict(), "prior_config": prior_cfg.to_dict(), **meta}
     return save_weights(path, tensors, "vq", name, quality, meta)
+
+
+def save_baseline_weights(
+    path: str, model: FactorizedAE | HyperpriorVAE, name: str, quality: int, meta: dict
+) -> WeightsInfo:
+    """Write an AE or VAE codec (float transforms, integer tables) as one safetensors file."""
+    meta = {"ae_config": model.cfg.to_dict(), **meta}
+    return save_weights(path, BaselineCodec.export(model), model.cfg.family, name, quality, meta)

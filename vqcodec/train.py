@@ -1,4 +1,4 @@
-"""Training loops for the VQ-VAE and its PixelCNN prior.
+"""Training loops for the VQ-VAE, its PixelCNN prior, and the AE/VAE baselines.
 
 Both loops checkpoint every ``ckpt_every`` steps to ``out/checkpoint.pt`` and resume from it,
 log one JSON object per line to ``out/metrics.jsonl``, validate on a held-out folder, and
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from vqcodec.data import CropDataset, image_files, load_rgb, to_tensor
+from vqcodec.models.ae import AEConfig, make_model
 from vqcodec.models.prior import PixelCNNPrior, PriorConfig
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
 from vqcodec.quantization import usage_stats
@@ -197,6 +198,49 @@ def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, base: dict | None = None) -
 
 
 @torch.no_grad()
+def validate_baseline(model: torch.nn.Module, folder: str, limit: int) -> dict[str, float]:
+    """Mean PSNR and estimated bpp (rounded latents under the model's own densities) on whole images."""
+    model.eval()
+    psnrs, bpps = [], []
+    for path in image_files(folder)[:limit]:
+        x = to_tensor(load_rgb(path))[None]
+        y, rate = model(pad_to(x, model.cfg.downsample))
+        y = torch.round(y[..., : x.shape[2], : x.shape[3]].clamp(0, 1) * 255) / 255
+        psnrs.append(float(-10 * torch.log10(F.mse_loss(y, x))))
+        bpps.append(float(rate) / (x.shape[2] * x.shape[3]))
+    model.train()
+    return {"val_psnr": sum(psnrs) / len(psnrs), "val_bpp": sum(bpps) / len(bpps)}
+
+
+def train_baseline(model_cfg: AEConfig, cfg: TrainConfig, init: str | None = None) -> torch.nn.Module:
+    """Train an AE or VAE baseline on bpp + lambda * 255**2 * MSE (the rate-distortion Lagrangian).
+
+    ``init`` starts a new run from another run's weights (a model trained at another lambda):
+    the rate points of a family share most of their training this way.
+    """
+    seed_everything(cfg)
+    model = make_model(model_cfg).train()
+    if init is not None:
+        model.load_state_dict(load_run(init)[1])
+    run = Run(cfg, model, model_cfg.to_dict(), model_cfg.family, init=load_run(init)[0] if init else {})
+    data = CropDataset(cfg.data, cfg.crop, tuple(cfg.scales), limit=cfg.data_limit)
+    while run.running:
+        x = data.batch(cfg.batch, run.gen)
+        y, rate = model(x)
+        mse, bpp = F.mse_loss(y, x), rate / (x.shape[0] * x.shape[2] * x.shape[3])
+        run.optimize(bpp + model_cfg.lmbda * 255**2 * mse)
+        if run.step % 50 == 0:
+            psnr = float(-10 * torch.log10(mse.detach()))
+            run.bar.set_postfix(psnr=f"{psnr:.2f}", bpp=f"{float(bpp):.3f}")
+            run.log(psnr=psnr, bpp=float(bpp))
+        if run.due(cfg.val_every):
+            run.log(**validate_baseline(model, cfg.val, cfg.val_images))
+        if run.due(cfg.ckpt_every):
+            run.save()
+    return model.eval()
+
+
+@torch.no_grad()
 def index_grids(model: VQVAE, folder: str, scales: tuple[float, ...], limit: int | None = None) -> list[torch.Tensor]:
     """The VQ-VAE's index grid of every image in ``folder`` at each scale (the prior's data)."""
     from PIL import Image
@@ -295,7 +339,6 @@ def export_codec(
 ):
     """Write a shipped VQ codec and measure it on ``kodak`` (evaluation only, never tuning)."""
     from vqcodec.codec import VQCodec, save_vq_weights
-    from vqcodec.evaluation import measure_folder, summarize
     from vqcodec.models.prior import IntegerPrior
 
     vqvae, prior = load_vqvae(vqvae_dir), load_prior(prior_dir)
@@ -306,7 +349,7 @@ def export_codec(
         stages = {"vqvae": vq_cfg["base"]["train"], "decoder": vq_cfg["train"], "prior": prior_cfg["train"]}
     meta = {
         "training": {
-            "data": "shared/data/train (BSDS500 train+test, ImageNet class samples); model selection: BSDS500 val",
+            "data": TRAINING_DATA,
             "steps": {name: stage["steps"] for name, stage in stages.items()},
             **stages,
         },
@@ -317,20 +360,43 @@ def export_codec(
     info = save_vq_weights(out, vqvae, tensors, prior.cfg, name, quality, meta)
     if kodak:
         codec = VQCodec.from_weights(info)
-        rows = measure_folder(kodak, name, f"q{quality}", codec.compress, codec.decompress)
-        summary = summarize(rows)
-        usage = codebook_usage(codec, kodak)
-        meta["metrics"] = {
-            "kodak_bpp": summary["bpp"],
-            "kodak_psnr": summary["psnr"],
-            "kodak_ms_ssim": summary["ms_ssim"],
-            "kodak_ms_ssim_db": summary["ms_ssim_db"],
-            "kodak_encode_s": summary["encode_s"],
-            "kodak_decode_s": summary["decode_s"],
-            **usage,
-        }
+        meta["metrics"] = {**kodak_metrics(codec, kodak, name, quality), **codebook_usage(codec, kodak)}
         info = save_vq_weights(out, vqvae, tensors, prior.cfg, name, quality, meta)
     return info
+
+
+TRAINING_DATA = "shared/data/train (BSDS500 train+test, ImageNet class samples); model selection: BSDS500 val"
+
+
+def export_baseline(run_dir: str, name: str, quality: int, out: str, kodak: str | None, is_default: bool = False):
+    """Write a shipped AE or VAE codec from a training run and measure it on ``kodak``."""
+    from vqcodec.codec import BaselineCodec, save_baseline_weights
+
+    config, state = load_run(run_dir)
+    model = make_model(AEConfig(**config["model"]))
+    model.load_state_dict(state)
+    model.eval()
+    stages = {"base": config["init"]["train"], "finetune": config["train"]} if config.get("init") else {}
+    stages = stages or {"train": config["train"]}
+    meta = {
+        "training": {"data": TRAINING_DATA, "steps": {k: v["steps"] for k, v in stages.items()}, **stages},
+        "default": is_default,
+        "metrics": {},
+    }
+    info = save_baseline_weights(out, model, name, quality, meta)
+    if kodak:
+        meta["metrics"] = kodak_metrics(BaselineCodec.from_weights(info), kodak, name, quality)
+        info = save_baseline_weights(out, model, name, quality, meta)
+    return info
+
+
+def kodak_metrics(codec, kodak: str, name: str, quality: int) -> dict[str, float]:
+    """Mean rate, quality and times of a codec over the Kodak folder (evaluation, never tuning)."""
+    from vqcodec.evaluation import measure_folder, summarize
+
+    summary = summarize(measure_folder(kodak, name, f"q{quality}", codec.compress, codec.decompress))
+    keys = ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
+    return {f"kodak_{k}": summary[k] for k in keys}
 
 
 def codebook_usage(codec, folder: str) -> dict[str, float]:

@@ -1,0 +1,109 @@
+"""The AE and VAE baselines' models: densities, tables and the integer hyper-synthesis."""
+
+import math
+
+import pytest
+import torch
+
+from vqcodec.models.ae import (
+    SCALE_MIN,
+    AEConfig,
+    FactorizedDensity,
+    IntegerHyperSynthesis,
+    gaussian_likelihood,
+    gaussian_pmfs,
+    make_model,
+    scale_table,
+)
+
+
+def test_factorized_density_is_a_distribution_over_the_integers():
+    torch.manual_seed(0)
+    density = FactorizedDensity(3)
+    values = torch.arange(-400, 401, dtype=torch.float32).view(1, 1, 1, -1).expand(1, 3, 1, -1)
+    mass = density.likelihood(values).sum(-1)
+    assert torch.allclose(mass, torch.ones_like(mass), atol=1e-4)
+
+
+def test_factorized_density_tables_hold_the_mass_and_sum_to_one():
+    torch.manual_seed(0)
+    density = FactorizedDensity(4)
+    pmfs, offsets = density.pmfs(tail=1e-6)
+    for c, (pmf, lo) in enumerate(zip(pmfs, offsets, strict=True)):
+        assert pmf.dtype == torch.float64 and abs(float(pmf.sum()) - 1) < 1e-12
+        assert float(pmf.min()) >= 0
+        # the table's range holds the values the density puts its mass on
+        values = torch.arange(lo, lo + len(pmf), dtype=torch.float32)
+        with torch.no_grad():
+            assert float(density.likelihood(values.view(1, 1, 1, -1).expand(1, 4, 1, -1))[0, c].sum()) > 0.99
+
+
+def test_gaussian_tables_match_the_training_likelihood():
+    scales = scale_table()
+    assert len(scales) == 64 and math.isclose(scales[0], SCALE_MIN) and scales == sorted(scales)
+    for s, pmf in zip(scales[::9], gaussian_pmfs(scales[::9]), strict=True):
+        half = len(pmf) // 2
+        assert len(pmf) == 2 * half + 1 and abs(float(pmf.sum()) - 1) < 1e-12
+        assert torch.allclose(pmf, pmf.flip(0))  # zero mean
+        k = torch.arange(-half + 1, half, dtype=torch.float64)  # the inner values, tails not folded in
+        expected = gaussian_likelihood(k, torch.tensor(s, dtype=torch.float64))
+        assert torch.allclose(pmf[1:-1], expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("hyper", [0, 4])
+def test_rate_term_uses_noise_when_training_and_rounding_otherwise(hyper):
+    torch.manual_seed(0)
+    model = make_model(AEConfig(channels=8, latent=6, hyper=hyper))
+    x = torch.rand(2, 3, 64, 64)
+    model.eval()
+    assert torch.equal(model(x)[1], model(x)[1])  # deterministic: rounded latents
+    model.train()
+    y, rate = model(x)
+    assert y.shape == x.shape and float(rate) > 0
+    assert not torch.equal(rate, model(x)[1])  # fresh noise each pass
+    rate.backward()
+    assert all(p.grad is not None for p in model.g_a.parameters())  # rate gradients reach the encoder
+
+
+def trained_like_hyper_synthesis(seed: int = 0) -> torch.nn.Sequential:
+    torch.manual_seed(seed)
+    h_s = make_model(AEConfig(channels=8, latent=6, hyper=4)).h_s
+    with torch.no_grad():
+        h_s[-2].bias.add_(2.0)  # scales spread over the tables
+    return h_s
+
+
+def test_integer_hyper_synthesis_agrees_with_the_float_network():
+    h_s = trained_like_hyper_synthesis()
+    integer = IntegerHyperSynthesis(IntegerHyperSynthesis.export(h_s))
+    z = torch.randint(-6, 7, (1, 4, 9, 11))
+    idx = integer.scale_indices(z)
+    assert idx.shape == (1, 6, 36, 44) and idx.dtype == torch.int64
+    scales = torch.tensor(scale_table(), dtype=torch.float64)
+    with torch.no_grad():
+        reference = torch.bucketize(h_s(z.float()).double(), (scales[1:] * scales[:-1]).sqrt(), right=True)
+    assert len(idx.unique()) > 5
+    assert (idx == reference).float().mean() > 0.99  # only values next to a table boundary may differ
+
+
+def test_integer_hyper_synthesis_is_exact_across_threads_and_batches():
+    integer = IntegerHyperSynthesis(IntegerHyperSynthesis.export(trained_like_hyper_synthesis(1)))
+    z = torch.randint(-50, 51, (1, 4, 12, 10))
+    threads = torch.get_num_threads()
+    whole = integer.scale_indices(z)
+    try:
+        torch.set_num_threads(1)
+        one_thread = integer.scale_indices(z)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(whole, one_thread)
+    # a crop of the input gives the same tables away from the crop's edge (no dependence on size)
+    part = integer.scale_indices(z[:, :, :8, :6])
+    assert torch.equal(part[:, :, :24, :16], whole[:, :, :24, :16])
+
+
+def test_integer_hyper_synthesis_refuses_tensors_beyond_exact_arithmetic():
+    tensors = IntegerHyperSynthesis.export(trained_like_hyper_synthesis())
+    tensors["b0"] = tensors["b0"] + 2**54
+    with pytest.raises(ValueError, match="exact"):
+        IntegerHyperSynthesis(tensors)
