@@ -124,3 +124,18 @@ def test_baseline_training_finetuning_and_export(folders, tmp_path, hyper):
     assert {"kodak_bpp", "kodak_psnr", "kodak_ms_ssim_db"} <= set(info.metrics)
     codec = BaselineCodec.from_weights(info)
     assert codec.decompress(codec.compress(smooth_image(20, 30))).size == (30, 20)
+
+
+def test_runs_return_and_resume_the_moving_average_of_the_weights(folders, tmp_path):
+    cfg = config(folders, tmp_path / "vq", 2)
+    cfg.ema = 0.5
+    final = train_vqvae(TINY_VQVAE, cfg)
+    state = torch.load(tmp_path / "vq" / "checkpoint.pt", weights_only=False)
+    assert state["averaged_steps"] == 2
+    assert all(torch.equal(v, state["average"][k]) for k, v in final.state_dict().items())
+    assert all(torch.equal(v, load_vqvae(tmp_path / "vq").state_dict()[k]) for k, v in final.state_dict().items())
+    weights = [k for k in state["model"] if k.startswith("encoder.")]
+    assert any(not torch.equal(state["model"][k], state["average"][k]) for k in weights)
+    cfg.steps = 4
+    train_vqvae(TINY_VQVAE, cfg)
+    assert torch.load(tmp_path / "vq" / "checkpoint.pt", weights_only=False)["averaged_steps"] == 4

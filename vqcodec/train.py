@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from vqcodec.data import CropDataset, image_files, load_rgb, to_tensor
@@ -42,6 +43,7 @@ class TrainConfig:
     threads: int = 0
     data_limit: int | None = None
     scales: tuple[float, ...] = (0.5, 0.75)  # training images are downscaled by these factors
+    ema: float = 0.998  # decay of the moving average of the weights that is validated and exported (0: off)
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
@@ -60,12 +62,14 @@ def seed_everything(cfg: TrainConfig) -> None:
 
 
 class Run:
-    """One training run in ``cfg.out``: Adam with a cosine schedule, checkpoint and resume,
-    the model and training configuration, a JSON-lines metrics log and a progress bar."""
+    """One training run in ``cfg.out``: Adam with a cosine schedule, an exponential moving
+    average of the weights (what is validated and exported), checkpoint and resume, the model
+    and training configuration, a JSON-lines metrics log and a progress bar."""
 
     def __init__(self, cfg: TrainConfig, model: torch.nn.Module, model_config: dict, desc: str, **extra: dict):
         self.cfg, self.model = cfg, model
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
         self.dir = Path(cfg.out)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ckpt = self.dir / "checkpoint.pt"
@@ -77,6 +81,9 @@ class Run:
             self.opt.load_state_dict(state["opt"])
             self.gen.set_state(state["gen"])
             self.step = state["step"]
+            if self.average is not None and "average" in state:
+                self.average.module.load_state_dict(state["average"])
+                self.average.n_averaged.fill_(state["averaged_steps"])
         text = json.dumps({"model": model_config, "train": asdict(cfg), **extra}, indent=2)
         (self.dir / "config.json").write_text(text)
         self.bar = tqdm(total=cfg.steps, initial=self.step, desc=desc, dynamic_ncols=True)
@@ -94,8 +101,17 @@ class Run:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        if self.average is not None:
+            self.average.update_parameters(self.model)
+            for mine, theirs in zip(self.average.module.buffers(), self.model.buffers(), strict=True):
+                mine.copy_(theirs)  # buffers (the VQ codebook, itself a moving average) are not averaged again
         self.step += 1
         self.bar.update(1)
+
+    @property
+    def final(self) -> torch.nn.Module:
+        """The weights to validate and export: the moving average, or the model without one."""
+        return self.model if self.average is None else self.average.module
 
     def due(self, every: int) -> bool:
         return self.step % every == 0 or self.step == self.cfg.steps
@@ -103,6 +119,8 @@ class Run:
     def save(self) -> None:
         tmp = self.ckpt.with_suffix(".tmp")
         state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state()}
+        if self.average is not None:
+            state |= {"average": self.final.state_dict(), "averaged_steps": int(self.average.n_averaged)}
         torch.save(state | {"step": self.step}, tmp)
         tmp.replace(self.ckpt)
 
@@ -161,10 +179,10 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig) -> VQVAE:
             run.bar.set_postfix(psnr=f"{psnr:.2f}", ppl=f"{perplexity:.0f}")
             run.log(psnr=psnr, commitment=float(commitment), usage=used, perplexity=perplexity)
         if run.due(cfg.val_every):
-            run.log(**validate_vqvae(model, cfg.val, cfg.val_images))
+            run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
         if run.due(cfg.ckpt_every):
             run.save()
-    return model.eval()
+    return run.final.eval()
 
 
 def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, base: dict | None = None) -> VQVAE:
@@ -190,11 +208,11 @@ def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, base: dict | None = None) -
             run.bar.set_postfix(psnr=f"{psnr:.2f}")
             run.log(psnr=psnr)
         if run.due(cfg.val_every):
-            run.log(**validate_vqvae(vqvae, cfg.val, cfg.val_images))
+            run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
             vqvae.eval()
         if run.due(cfg.ckpt_every):
             run.save()
-    return vqvae.eval()
+    return run.final.eval()
 
 
 @torch.no_grad()
@@ -234,10 +252,10 @@ def train_baseline(model_cfg: AEConfig, cfg: TrainConfig, init: str | None = Non
             run.bar.set_postfix(psnr=f"{psnr:.2f}", bpp=f"{float(bpp):.3f}")
             run.log(psnr=psnr, bpp=float(bpp))
         if run.due(cfg.val_every):
-            run.log(**validate_baseline(model, cfg.val, cfg.val_images))
+            run.log(**validate_baseline(run.final, cfg.val, cfg.val_images))
         if run.due(cfg.ckpt_every):
             run.save()
-    return model.eval()
+    return run.final.eval()
 
 
 @torch.no_grad()
@@ -305,18 +323,20 @@ def train_prior(vqvae: VQVAE, prior_cfg: PriorConfig, cfg: TrainConfig, qat_frac
             run.bar.set_postfix(bits=f"{loss.item():.3f}", q=int(prior.quantized))
             run.log(bits_per_index=loss.item(), quantized=prior.quantized)
         if run.due(cfg.val_every):
-            run.log(val_bits_per_index=prior_bits_per_index(prior, val), quantized=prior.quantized)
+            run.final.quantized = prior.quantized
+            run.log(val_bits_per_index=prior_bits_per_index(run.final, val), quantized=prior.quantized)
         if run.due(cfg.ckpt_every):
             run.save()
-    prior.quantized = True
-    return prior.eval()
+    run.final.quantized = True
+    return run.final.eval()
 
 
 def load_run(out: str | Path) -> tuple[dict, dict]:
-    """(config, model state dict) of a finished or interrupted run directory."""
+    """(config, state dict of the averaged weights, or of the model without them) of a run directory."""
     out = Path(out)
     config = json.loads((out / "config.json").read_text())
-    return config, torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    return config, state.get("average", state["model"])
 
 
 def load_vqvae(out: str | Path) -> VQVAE:
