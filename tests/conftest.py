@@ -69,6 +69,23 @@ def any_codec(request, tiny_codec, tiny_baselines) -> Codec:
 
 
 @pytest.fixture
+def tiny_ladder(tmp_path, monkeypatch):
+    """Three levels of a tiny AE whose rate rises with the level, installed as the shipped "ladder"."""
+    from vqcodec import zoo
+
+    infos = []
+    for quality, gain in ((1, 100.0), (2, 300.0), (3, 1000.0)):
+        torch.manual_seed(0)
+        model = make_model(AEConfig(channels=8, latent=6)).eval()
+        with torch.no_grad():
+            model.g_a[-1].weight.mul_(gain)
+        path = tmp_path / f"ladder-q{quality}.safetensors"
+        infos.append(save_baseline_weights(str(path), model, "ladder", quality, {"metrics": {}}))
+    monkeypatch.setattr(zoo, "shipped", lambda: tuple(infos))
+    return infos
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 

@@ -11,6 +11,8 @@ import vqcodec
 from vqcodec.evaluation import psnr
 from vqcodec.format import Header, pack, unpack
 
+from .conftest import smooth_image
+
 SAMPLE = Path(__file__).parent.parent / "samples" / "bsds-val-1.png"
 
 
@@ -63,3 +65,19 @@ def test_files_made_on_gpu_decode_identically_on_cpu():
     gpu = vqcodec.decompress(data, device="cuda")
     assert np.abs(np.asarray(cpu).astype(int) - np.asarray(gpu)).max() <= 1  # decoder convs, float rounding
     assert vqcodec.load_codec(device="cuda").prior.logits is not None
+
+
+def test_target_bpp_picks_the_highest_level_at_or_under_the_target(tiny_ladder):
+    img = smooth_image(64, 96)
+    sizes = [8 * len(vqcodec.compress(img, quality=q, model="ladder")) / (64 * 96) for q in (1, 2, 3)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[2]
+    for q, bpp in zip((1, 2, 3), sizes, strict=True):
+        data = vqcodec.compress(img, model="ladder", target_bpp=bpp)
+        assert unpack(data)[0].quality == q and 8 * len(data) / (64 * 96) <= bpp
+        assert vqcodec.decompress(data).size == (96, 64)  # the file names its level
+    between = vqcodec.compress(img, model="ladder", target_bpp=(sizes[0] + sizes[1]) / 2)
+    assert unpack(between)[0].quality == 1
+    with pytest.raises(vqcodec.VQCodecError, match="cannot reach"):
+        vqcodec.compress(img, model="ladder", target_bpp=sizes[0] * 0.5)
+    with pytest.raises(vqcodec.VQCodecError, match="not both"):
+        vqcodec.compress(img, model="ladder", quality=1, target_bpp=1.0)

@@ -91,3 +91,16 @@ def test_grayscale_round_trip_through_files(capsys, tmp_path, tiny_weights):
     assert run(capsys, "decompress", str(tmp_path / "gray.vqc"), "-o", str(target), "--model", tiny_weights)[0] == 0
     out = Image.open(target)
     assert out.mode == "L" and np.asarray(out).shape == (16, 16)
+
+
+def test_compress_to_a_target_rate(capsys, tmp_path, tiny_ladder):
+    img = tmp_path / "img.png"
+    Image.fromarray(smooth_image(64, 96)).save(img)
+    code, out, err = run(capsys, "compress", str(img), "--model", "ladder", "--target-bpp", "1000", "--json")
+    assert code == 0, err
+    result = json.loads(out)[0]
+    assert result["quality"] == 3 and result["bpp"] <= 1000
+    code, _, err = run(capsys, "compress", str(img), "--model", "ladder", "--target-bpp", "0.001", "--force")
+    assert code == 1 and "cannot reach 0.001 bpp" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "compress", str(img), "--model", "ladder", "-q", "1", "--target-bpp", "1", "--force")
+    assert code == 1 and "not both" in err

@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 from vqcodec.codec import MAX_PIXELS, BaselineCodec, Codec, VQCodec
-from vqcodec.errors import BitstreamError, ModelError
+from vqcodec.errors import BitstreamError, ModelError, VQCodecError
 from vqcodec.format import parse_header
-from vqcodec.images import ImageLike
-from vqcodec.zoo import DEFAULT_MODEL, WeightsInfo, find, find_by_id
+from vqcodec.images import ImageLike, prepare
+from vqcodec.zoo import DEFAULT_MODEL, WeightsInfo, find, find_by_id, levels
 
 CODECS = {"vq": VQCodec, "ae": BaselineCodec, "vae": BaselineCodec}
 
@@ -39,10 +39,44 @@ def load_codec(name: str = DEFAULT_MODEL, quality: int | None = None, device: st
 
 
 def compress(
-    image: ImageLike, quality: int | None = None, model: str | None = None, device: str | torch.device = "cpu"
+    image: ImageLike,
+    quality: int | None = None,
+    model: str | None = None,
+    device: str | torch.device = "cpu",
+    target_bpp: float | None = None,
 ) -> bytes:
-    """Compress an image (PIL image, path, or HxWx3 uint8 array) into .vqc bytes."""
-    return load_codec(model or DEFAULT_MODEL, quality, device).compress(image)
+    """Compress an image (PIL image, path, or HxWx3 uint8 array) into .vqc bytes, at a quality
+    level of the model or at the best level whose file is at most ``target_bpp`` bits per pixel."""
+    if target_bpp is None:
+        return load_codec(model or DEFAULT_MODEL, quality, device).compress(image)
+    if quality is not None:
+        raise VQCodecError("give a quality level or a target rate, not both")
+    return compress_to_rate(image, target_bpp, model or DEFAULT_MODEL, device)
+
+
+def compress_to_rate(
+    image: ImageLike, target_bpp: float, model: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
+) -> bytes:
+    """The file of the highest quality level of ``model`` at or under ``target_bpp`` (whole-file
+    bits per pixel), found by binary search over the levels (rate rises with the level)."""
+    rgb, mode = prepare(image)
+    image = rgb if mode == "RGB" else rgb.convert("L")
+    qualities = [info.quality for info in levels(model)]
+    best, lowest_bpp, lo, hi = None, None, 0, len(qualities) - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        data = load_codec(model, qualities[mid], device).compress(image)
+        bpp = 8 * len(data) / (rgb.width * rgb.height)
+        if bpp <= target_bpp:
+            best, lo = data, mid + 1
+        else:
+            hi = mid - 1
+            lowest_bpp = bpp
+    if best is None:
+        raise VQCodecError(
+            f"cannot reach {target_bpp} bpp: the lowest level of {model!r} needs {lowest_bpp:.4f} bpp for this image"
+        )
+    return best
 
 
 def decompress(

@@ -112,17 +112,27 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", help="Output file (one input) or directory (many inputs).")
 @click.option("-q", "--quality", type=int, help="Quality level of the model (default: the model's default).")
-@click.option("--model", default="vq", show_default=True, help="Model name, or a .safetensors weights file.")
+@click.option(
+    "--target-bpp",
+    type=float,
+    help="Instead of -q: the highest level whose file is at or under this many bits per pixel.",
+)
+@click.option(
+    "--model", default="vq", show_default=True, help="Model name (vq, ae, vae), or a .safetensors weights file."
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def compress(ctx, inputs, output, quality, model, device, force, as_json) -> None:
+def compress(ctx, inputs, output, quality, target_bpp, model, device, force, as_json) -> None:
     """Compress images (files or directories of images) into .vqc files."""
-    from vqcodec.api import load_codec
+    from vqcodec.api import compress_to_rate, load_codec
+    from vqcodec.format import parse_header
     from vqcodec.images import prepare
 
-    codec = load_codec(model, quality, device)
+    if target_bpp is not None and quality is not None:
+        raise VQCodecError("give -q/--quality or --target-bpp, not both")
+    codec = load_codec(model, quality, device) if target_bpp is None else None
     files = expand(inputs, IMAGE_SUFFIXES)
 
     def job(src: Path) -> dict:
@@ -131,12 +141,16 @@ def compress(ctx, inputs, output, quality, model, device, force, as_json) -> Non
             raise VQCodecError(f"{dst} exists (use --force to overwrite)")
         start = time.perf_counter()
         rgb, mode = prepare(src)
-        data = codec.compress(rgb if mode == "RGB" else rgb.convert("L"))
+        image = rgb if mode == "RGB" else rgb.convert("L")
+        data = codec.compress(image) if codec else compress_to_rate(image, target_bpp, model, device)
         seconds = time.perf_counter() - start
         write_atomic(dst, data, force)
         bpp = 8 * len(data) / (rgb.width * rgb.height)
-        line = f"{src} -> {dst}: {len(data)} bytes, {bpp:.4f} bpp, {seconds:.2f} s"
+        header, _ = parse_header(data)
+        line = f"{src} -> {dst}: {header.family} q{header.quality}, {len(data)} bytes, {bpp:.4f} bpp, {seconds:.2f} s"
         return {
+            "model": header.family,
+            "quality": header.quality,
             "input": str(src),
             "output": str(dst),
             "bytes": len(data),

@@ -101,22 +101,34 @@ def shipped() -> tuple[WeightsInfo, ...]:
     return tuple(sorted(infos, key=lambda i: (i.family, i.name, i.quality)))
 
 
-def find(name: str = DEFAULT_MODEL, quality: int | None = None) -> WeightsInfo:
-    """The shipped weights called ``name`` at ``quality`` (default: the model's default level),
-    or a weights file when ``name`` is a path."""
-    if name.endswith(".safetensors") or Path(name).is_file():
-        return read_info(name)
-    levels = [i for i in shipped() if i.name == name]
-    if not levels:
+def levels(name: str = DEFAULT_MODEL) -> list[WeightsInfo]:
+    """Every quality level of the shipped model ``name`` in rising order (a weights file: itself)."""
+    if is_path(name):
+        return [read_info(name)]
+    found = [i for i in shipped() if i.name == name]
+    if not found:
         known = ", ".join(sorted({i.name for i in shipped()})) or "none"
         raise ModelError(f"unknown model {name!r} (shipped: {known})")
+    return found
+
+
+def find(name: str = DEFAULT_MODEL, quality: int | None = None) -> WeightsInfo:
+    """The shipped weights called ``name`` at ``quality`` (default: the model's default level),
+    or a weights file when ``name`` is a path (whatever ``quality``: the file has one level)."""
+    found = levels(name)
+    if len(found) == 1 and (quality is None or is_path(name)):
+        return found[0]
     if quality is None:
-        defaults = [i for i in levels if i.meta.get("default")]
-        return (defaults or levels)[len(defaults or levels) // 2 if not defaults else 0]
-    for info in levels:
+        defaults = [i for i in found if i.meta.get("default")]
+        return defaults[0] if defaults else found[len(found) // 2]
+    for info in found:
         if info.quality == quality:
             return info
-    raise ModelError(f"model {name!r} has no quality {quality} (has {', '.join(str(i.quality) for i in levels)})")
+    raise ModelError(f"model {name!r} has no quality {quality} (has {', '.join(str(i.quality) for i in found)})")
+
+
+def is_path(name: str) -> bool:
+    return name.endswith(".safetensors") or Path(name).is_file()
 
 
 def find_by_id(family: str, quality: int, model_id: bytes) -> WeightsInfo | None:
