@@ -61,6 +61,17 @@ def seed_everything(cfg: TrainConfig) -> None:
     torch.manual_seed(cfg.seed)
 
 
+def param_groups(model: torch.nn.Module) -> list[dict]:
+    """Adam parameter groups: a model's ``lr_scales`` ({name prefix: factor}) give some
+    parameters a larger learning rate than the rest."""
+    scales = getattr(model, "lr_scales", {})
+    groups: dict[float, list] = {}
+    for name, p in model.named_parameters():
+        scale = next((f for prefix, f in scales.items() if name.startswith(prefix)), 1.0)
+        groups.setdefault(scale, []).append(p)
+    return [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
+
+
 class Run:
     """One training run in ``cfg.out``: Adam with a cosine schedule, an exponential moving
     average of the weights (what is validated and exported), checkpoint and resume, the model
@@ -68,7 +79,7 @@ class Run:
 
     def __init__(self, cfg: TrainConfig, model: torch.nn.Module, model_config: dict, desc: str, **extra: dict):
         self.cfg, self.model = cfg, model
-        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        self.opt = torch.optim.Adam(param_groups(model), lr=cfg.lr)
         self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
         self.dir = Path(cfg.out)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -97,7 +108,7 @@ class Run:
     def optimize(self, loss: torch.Tensor) -> None:
         """One optimizer step on ``loss`` at the scheduled learning rate."""
         for group in self.opt.param_groups:
-            group["lr"] = cosine_lr(self.step, self.cfg.steps, self.cfg.lr)
+            group["lr"] = cosine_lr(self.step, self.cfg.steps, self.cfg.lr) * group["lr_scale"]
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -183,6 +184,10 @@ def bits(likelihood: torch.Tensor) -> torch.Tensor:
 class FactorizedAE(nn.Module):
     """The AE baseline: transforms plus a factorized density over the rounded latent."""
 
+    # Adam moves each parameter by about the learning rate per step: at the transforms' rate,
+    # the densities would take far longer than a CPU budget to narrow from their initial width.
+    lr_scales: ClassVar[dict[str, float]] = {"density.": 10.0}
+
     def __init__(self, cfg: AEConfig):
         super().__init__()
         self.cfg = cfg
@@ -199,6 +204,8 @@ class FactorizedAE(nn.Module):
 class HyperpriorVAE(nn.Module):
     """The VAE baseline: transforms, a hyper-analysis/synthesis pair predicting Gaussian scales,
     and a factorized density over the side information."""
+
+    lr_scales: ClassVar[dict[str, float]] = FactorizedAE.lr_scales
 
     def __init__(self, cfg: AEConfig):
         super().__init__()
