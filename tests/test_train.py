@@ -5,6 +5,7 @@ import torch
 from PIL import Image
 
 from vqcodec.codec import BaselineCodec, VQCodec
+from vqcodec.data import shard_items
 from vqcodec.models.ae import AEConfig
 from vqcodec.models.prior import PriorConfig
 from vqcodec.train import (
@@ -139,3 +140,50 @@ def test_runs_return_and_resume_the_moving_average_of_the_weights(folders, tmp_p
     cfg.steps = 4
     train_vqvae(TINY_VQVAE, cfg)
     assert torch.load(tmp_path / "vq" / "checkpoint.pt", weights_only=False)["averaged_steps"] == 4
+
+
+def test_shards_split_the_images_between_ranks():
+    items = list(range(10))
+    parts = [shard_items(items, rank, 2) for rank in range(2)]
+    assert sorted(parts[0] + parts[1]) == items and len(parts[0]) == len(parts[1])
+    assert shard_items(items, 0, 1) == items
+
+
+def distributed_worker(rank: int, world: int, port: int, folders, out, family: str) -> None:
+    """One rank of a 2-process CPU training run; saves its final weights for the test to compare."""
+    import os
+
+    os.environ.update(
+        {"RANK": str(rank), "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    )
+    torch.set_num_threads(1)
+    cfg = config(folders, out / "run", 3)
+    cfg.device = "cpu"
+    if family == "vq":
+        final = train_vqvae(TINY_VQVAE, cfg)
+    else:
+        cfg.crop = 64
+        final = train_baseline(AEConfig(channels=8, latent=6, hyper=4), cfg)
+    torch.save(final.state_dict(), out / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("family", ["vq", "vae"])
+def test_distributed_training_keeps_the_ranks_in_sync(folders, tmp_path, family):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(distributed_worker, args=(2, port, folders, tmp_path, family), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for name, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][name]), name  # parameters, codebook and averages all agree
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["world_size"] == 2
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 3 and len(state["gen"]) == 2  # written once, with every rank's generator
+    assert not torch.equal(state["gen"][0], state["gen"][1])

@@ -346,6 +346,13 @@ def train_options(f):
             click.option("--val", default="../shared/data/val", show_default=True, help="Validation images."),
             click.option("--threads", type=int, default=0, help="CPU threads (0: torch's default)."),
             click.option(
+                "--device",
+                type=click.Choice(["auto", "cpu", "cuda"]),
+                default="auto",
+                show_default=True,
+                help="auto: a CUDA GPU when there is one (under torchrun: the local rank's).",
+            ),
+            click.option(
                 "--config",
                 "config_file",
                 type=click.Path(exists=True, dir_okay=False),

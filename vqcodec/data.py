@@ -17,6 +17,16 @@ def image_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def shard_items(items: list, rank: int, world: int) -> list:
+    """This rank's part of ``items``, as DistributedSampler assigns it (the same count on every rank)."""
+    if world == 1:
+        return items
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(len(items)), num_replicas=world, rank=rank, shuffle=False)
+    return [items[i] for i in sampler]
+
+
 def load_rgb(path: str | Path) -> Image.Image:
     with Image.open(path) as im:
         return im.convert("RGB")
@@ -31,11 +41,16 @@ class CropDataset:
     """Every image at each of ``scales``, sampled as random ``crop`` x ``crop`` patches."""
 
     def __init__(
-        self, folder: str | Path, crop: int, scales: tuple[float, ...] = (0.5, 0.75), limit: int | None = None
+        self,
+        folder: str | Path,
+        crop: int,
+        scales: tuple[float, ...] = (0.5, 0.75),
+        limit: int | None = None,
+        shard: tuple[int, int] = (0, 1),
     ):
         self.crop = crop
         self.images: list[torch.Tensor] = []
-        for path in image_files(folder)[:limit]:
+        for path in shard_items(image_files(folder)[:limit], *shard):
             img = load_rgb(path)
             for s in scales:
                 w, h = max(crop, round(img.width * s)), max(crop, round(img.height * s))

@@ -12,6 +12,7 @@ are restarted on random encoder outputs: a dead code is rate the prior still pay
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -99,6 +100,9 @@ class VectorQuantizer(nn.Module):
         idx = nearest_codebook(flat, self.codebook)
         counts = torch.bincount(idx, minlength=self.size).to(flat.dtype)
         sums = torch.zeros_like(self.codebook).index_add_(0, idx, flat)
+        if dist.is_available() and dist.is_initialized():  # data-parallel training: statistics of all ranks
+            dist.all_reduce(counts)
+            dist.all_reduce(sums)
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.code_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         n = self.cluster_size.sum()

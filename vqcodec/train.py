@@ -1,5 +1,10 @@
 """Training loops for the VQ-VAE, its PixelCNN prior, and the AE/VAE baselines.
 
+Every loop runs on one process (CPU, or a CUDA GPU with ``device``) or, launched with
+``torchrun --nproc_per_node N``, on N processes with DistributedDataParallel: gloo on CPU,
+nccl on GPUs; each process trains on its own shard of the images (DistributedSampler), the
+gradients are averaged, and only rank 0 validates, logs and writes checkpoints.
+
 Both loops checkpoint every ``ckpt_every`` steps to ``out/checkpoint.pt`` and resume from it,
 log one JSON object per line to ``out/metrics.jsonl``, validate on a held-out folder, and
 write the final weights as safetensors with their configuration in the metadata.
@@ -9,18 +14,21 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from vqcodec.data import CropDataset, image_files, load_rgb, to_tensor
+from vqcodec.data import CropDataset, image_files, load_rgb, shard_items, to_tensor
 from vqcodec.models.ae import AEConfig, make_model
-from vqcodec.models.prior import PixelCNNPrior, PriorConfig
+from vqcodec.models.prior import PixelCNNPrior, PriorConfig, cross_entropy_bits
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
 from vqcodec.quantization import usage_stats
 
@@ -44,6 +52,7 @@ class TrainConfig:
     data_limit: int | None = None
     scales: tuple[float, ...] = (0.5, 0.75)  # training images are downscaled by these factors
     ema: float = 0.998  # decay of the moving average of the weights that is validated and exported (0: off)
+    device: str = "auto"  # cpu, cuda, or auto (cuda when available)
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
@@ -55,10 +64,28 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
 
 
 def seed_everything(cfg: TrainConfig) -> None:
-    """Thread count and seed, before any model is built."""
+    """Thread count and seed, before any model is built (the same on every rank)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+
+
+def train_device(cfg: TrainConfig) -> torch.device:
+    """The device of this process: a run started by torchrun uses the GPU of its local rank."""
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if not cuda:
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def start_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by torchrun with several processes."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 def param_groups(model: torch.nn.Module) -> list[dict]:
@@ -77,27 +104,48 @@ class Run:
     average of the weights (what is validated and exported), checkpoint and resume, the model
     and training configuration, a JSON-lines metrics log and a progress bar."""
 
-    def __init__(self, cfg: TrainConfig, model: torch.nn.Module, model_config: dict, desc: str, **extra: dict):
-        self.cfg, self.model = cfg, model
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: torch.nn.Module,
+        model_config: dict,
+        desc: str,
+        **extra: dict,
+    ):
+        self.cfg = cfg
+        self.device = train_device(cfg)
+        self.rank, self.world = start_distributed(self.device)
+        self.model = model.to(self.device)
+        # the module the loop calls: under torchrun, DDP averages its gradients across ranks
+        self.net = DistributedDataParallel(model) if self.world > 1 else model
         self.opt = torch.optim.Adam(param_groups(model), lr=cfg.lr)
         self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
         self.dir = Path(cfg.out)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ckpt = self.dir / "checkpoint.pt"
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed + self.rank)
         self.step = 0
         if self.ckpt.exists():
-            state = torch.load(self.ckpt, weights_only=False)
+            state = torch.load(self.ckpt, weights_only=False, map_location=self.device)
             model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["opt"])
-            self.gen.set_state(state["gen"])
+            gens = state["gen"] if isinstance(state["gen"], list) else [state["gen"]]
+            self.gen.set_state(gens[self.rank % len(gens)].cpu())
             self.step = state["step"]
             if self.average is not None and "average" in state:
                 self.average.module.load_state_dict(state["average"])
                 self.average.n_averaged.fill_(state["averaged_steps"])
-        text = json.dumps({"model": model_config, "train": asdict(cfg), **extra}, indent=2)
-        (self.dir / "config.json").write_text(text)
-        self.bar = tqdm(total=cfg.steps, initial=self.step, desc=desc, dynamic_ncols=True)
+        if self.rank == 0:
+            text = json.dumps(
+                {"model": model_config, "train": asdict(cfg), "world_size": self.world, **extra}, indent=2
+            )
+            (self.dir / "config.json").write_text(text)
+        self.bar = tqdm(total=cfg.steps, initial=self.step, desc=desc, dynamic_ncols=True, disable=self.rank > 0)
+
+    def data(self, folder: str) -> CropDataset:
+        """The training images of this rank (all of them on one process)."""
+        cfg = self.cfg
+        return CropDataset(folder, cfg.crop, tuple(cfg.scales), limit=cfg.data_limit, shard=(self.rank, self.world))
 
     @property
     def running(self) -> bool:
@@ -127,15 +175,28 @@ class Run:
     def due(self, every: int) -> bool:
         return self.step % every == 0 or self.step == self.cfg.steps
 
+    def validating(self) -> bool:
+        """Whether to validate now (on rank 0 only: the others do not wait for it)."""
+        return self.rank == 0 and self.due(self.cfg.val_every)
+
     def save(self) -> None:
+        """Write the checkpoint (rank 0; every rank must call this: it gathers their generators)."""
+        gens = [self.gen.get_state()]
+        if self.world > 1:
+            gens = [None] * self.world
+            dist.all_gather_object(gens, self.gen.get_state())
+        if self.rank > 0:
+            return
         tmp = self.ckpt.with_suffix(".tmp")
-        state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state()}
+        state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": gens}
         if self.average is not None:
             state |= {"average": self.final.state_dict(), "averaged_steps": int(self.average.n_averaged)}
         torch.save(state | {"step": self.step}, tmp)
         tmp.replace(self.ckpt)
 
     def log(self, **metrics: float) -> None:
+        if self.rank > 0:
+            return
         with open(self.dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps({"step": self.step, "time": time.time(), **metrics}) + "\n")
 
@@ -152,7 +213,7 @@ def validate_vqvae(model: VQVAE, folder: str, limit: int) -> dict[str, float]:
     model.eval()
     psnrs, all_idx, pixels = [], [], 0
     for path in image_files(folder)[:limit]:
-        x = to_tensor(load_rgb(path))[None]
+        x = to_tensor(load_rgb(path))[None].to(model.quantizer.codebook.device)
         idx = model.encode(pad_to(x, 4))
         y = model.decode(idx)[..., : x.shape[2], : x.shape[3]].clamp(0, 1)
         y = torch.round(y * 255) / 255
@@ -178,10 +239,10 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig) -> VQVAE:
     seed_everything(cfg)
     model = VQVAE(model_cfg).train()
     run = Run(cfg, model, model_cfg.to_dict(), "vqvae")
-    data = CropDataset(cfg.data, cfg.crop, tuple(cfg.scales), limit=cfg.data_limit)
+    data = run.data(cfg.data)
     while run.running:
-        x = data.batch(cfg.batch, run.gen)
-        y, idx, commitment = model(x)
+        x = data.batch(cfg.batch, run.gen).to(run.device)
+        y, idx, commitment = run.net(x)
         mse = F.mse_loss(y, x)
         run.optimize(mse + commitment)
         if run.step % 50 == 0:
@@ -189,7 +250,7 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig) -> VQVAE:
             psnr = float(-10 * torch.log10(mse.detach()))
             run.bar.set_postfix(psnr=f"{psnr:.2f}", ppl=f"{perplexity:.0f}")
             run.log(psnr=psnr, commitment=float(commitment), usage=used, perplexity=perplexity)
-        if run.due(cfg.val_every):
+        if run.validating():
             run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
         if run.due(cfg.ckpt_every):
             run.save()
@@ -207,18 +268,17 @@ def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, base: dict | None = None) -
     for p in [*vqvae.encoder.parameters(), *vqvae.quantizer.parameters()]:
         p.requires_grad_(False)
     run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base or {})
-    data = CropDataset(cfg.data, cfg.crop, tuple(cfg.scales), limit=cfg.data_limit)
+    data = run.data(cfg.data)
     while run.running:
-        x = data.batch(cfg.batch, run.gen)
-        with torch.no_grad():
-            idx = vqvae.encode(x)
-        mse = F.mse_loss(vqvae.decode(idx), x)
+        x = data.batch(cfg.batch, run.gen).to(run.device)
+        y, _, _ = run.net(x)  # in eval mode: decoder(codebook vectors of the fixed indices)
+        mse = F.mse_loss(y, x)
         run.optimize(mse)
         if run.step % 50 == 0:
             psnr = float(-10 * torch.log10(mse.detach()))
             run.bar.set_postfix(psnr=f"{psnr:.2f}")
             run.log(psnr=psnr)
-        if run.due(cfg.val_every):
+        if run.validating():
             run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
             vqvae.eval()
         if run.due(cfg.ckpt_every):
@@ -232,7 +292,7 @@ def validate_baseline(model: torch.nn.Module, folder: str, limit: int) -> dict[s
     model.eval()
     psnrs, bpps = [], []
     for path in image_files(folder)[:limit]:
-        x = to_tensor(load_rgb(path))[None]
+        x = to_tensor(load_rgb(path))[None].to(next(model.parameters()).device)
         y, rate = model(pad_to(x, model.cfg.downsample))
         y = torch.round(y[..., : x.shape[2], : x.shape[3]].clamp(0, 1) * 255) / 255
         psnrs.append(float(-10 * torch.log10(F.mse_loss(y, x))))
@@ -252,17 +312,17 @@ def train_baseline(model_cfg: AEConfig, cfg: TrainConfig, init: str | None = Non
     if init is not None:
         model.load_state_dict(load_run(init)[1])
     run = Run(cfg, model, model_cfg.to_dict(), model_cfg.family, init=load_run(init)[0] if init else {})
-    data = CropDataset(cfg.data, cfg.crop, tuple(cfg.scales), limit=cfg.data_limit)
+    data = run.data(cfg.data)
     while run.running:
-        x = data.batch(cfg.batch, run.gen)
-        y, rate = model(x)
+        x = data.batch(cfg.batch, run.gen).to(run.device)
+        y, rate = run.net(x)
         mse, bpp = F.mse_loss(y, x), rate / (x.shape[0] * x.shape[2] * x.shape[3])
         run.optimize(bpp + model_cfg.lmbda * 255**2 * mse)
         if run.step % 50 == 0:
             psnr = float(-10 * torch.log10(mse.detach()))
             run.bar.set_postfix(psnr=f"{psnr:.2f}", bpp=f"{float(bpp):.3f}")
             run.log(psnr=psnr, bpp=float(bpp))
-        if run.due(cfg.val_every):
+        if run.validating():
             run.log(**validate_baseline(run.final, cfg.val, cfg.val_images))
         if run.due(cfg.ckpt_every):
             run.save()
@@ -270,13 +330,19 @@ def train_baseline(model_cfg: AEConfig, cfg: TrainConfig, init: str | None = Non
 
 
 @torch.no_grad()
-def index_grids(model: VQVAE, folder: str, scales: tuple[float, ...], limit: int | None = None) -> list[torch.Tensor]:
-    """The VQ-VAE's index grid of every image in ``folder`` at each scale (the prior's data)."""
+def index_grids(
+    model: VQVAE,
+    folder: str,
+    scales: tuple[float, ...],
+    limit: int | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> list[torch.Tensor]:
+    """The VQ-VAE's index grid of every image in ``folder`` (this rank's shard) at each scale: the prior's data."""
     from PIL import Image
 
     model.eval()
     grids = []
-    for path in tqdm(image_files(folder)[:limit], desc="index grids", dynamic_ncols=True):
+    for path in tqdm(shard_items(image_files(folder)[:limit], *shard), desc="index grids", dynamic_ncols=True):
         img = load_rgb(path)
         for s in scales:
             scaled = (
@@ -306,7 +372,8 @@ def grid_batch(grids: list[torch.Tensor], size: int, crop: int, gen: torch.Gener
 def prior_bits_per_index(prior: PixelCNNPrior, grids: list[torch.Tensor]) -> float:
     """Mean cross-entropy (bits per index) of whole grids under the (float or fake-quant) prior."""
     prior.eval()
-    bits = sum(float(prior.bits(g[None])) for g in grids)
+    device = next(prior.parameters()).device
+    bits = sum(float(prior.bits(g[None].to(device))) for g in grids)
     prior.train()
     return bits / sum(g.numel() for g in grids)
 
@@ -320,20 +387,20 @@ def train_prior(vqvae: VQVAE, prior_cfg: PriorConfig, cfg: TrainConfig, qat_frac
     seed_everything(cfg)
     prior = PixelCNNPrior(prior_cfg).train()
     run = Run(cfg, prior, prior_cfg.to_dict(), "prior")
-    grids = index_grids(vqvae, cfg.data, tuple(cfg.scales), cfg.data_limit)
+    grids = index_grids(vqvae, cfg.data, tuple(cfg.scales), cfg.data_limit, (run.rank, run.world))
     val = index_grids(vqvae, cfg.val, (0.5,), cfg.val_images)
     qat_start = int(cfg.steps * (1 - qat_fraction))
     while run.running:
         if run.step == qat_start and not prior.quantized:  # the float prior, kept to measure what integers cost
             torch.save({"model": prior.state_dict()}, run.dir / "float_prior.pt")
         prior.quantized = run.step >= qat_start
-        idx = grid_batch(grids, cfg.batch, cfg.crop, run.gen)
-        loss = prior.bits(idx) / idx.numel()
+        idx = grid_batch(grids, cfg.batch, cfg.crop, run.gen).to(run.device)
+        loss = cross_entropy_bits(run.net(idx), idx) / idx.numel()
         run.optimize(loss)
         if run.step % 50 == 0:
             run.bar.set_postfix(bits=f"{loss.item():.3f}", q=int(prior.quantized))
             run.log(bits_per_index=loss.item(), quantized=prior.quantized)
-        if run.due(cfg.val_every):
+        if run.validating():
             run.final.quantized = prior.quantized
             run.log(val_bits_per_index=prior_bits_per_index(run.final, val), quantized=prior.quantized)
         if run.due(cfg.ckpt_every):

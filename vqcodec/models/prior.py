@@ -123,8 +123,12 @@ class PixelCNNPrior(nn.Module):
 
     def bits(self, idx: torch.Tensor) -> torch.Tensor:
         """Total cross-entropy in bits of the grids ``idx`` under the prior."""
-        logits = self(idx)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx.reshape(-1), reduction="sum") / math.log(2)
+        return cross_entropy_bits(self(idx), idx)
+
+
+def cross_entropy_bits(logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Total cross-entropy in bits of indices (B, H, W) under logits (B, H, W, K)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), idx.reshape(-1), reduction="sum") / math.log(2)
 
 
 class IntegerPrior:
