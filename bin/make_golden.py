@@ -1,10 +1,14 @@
-"""Write the golden files that pin the bitstream: python bin/make_golden.py
+"""Write the golden files that pin the bitstream: python bin/make_golden.py [vq] [ae] [vae]
 
 tests/data/golden-v1.vqc is a 96x64 crop of samples/bsds-val-2.png compressed by the shipped
-default model; golden-v1-indices.npy and golden-v1-decoded.png are what it must decode to.
-Regenerate only on a deliberate format version or model change (and say so in the commit).
+default vq model; golden-v1-indices.npy and golden-v1-decoded.png are what it must decode to.
+golden-v1-ae.vqc and golden-v1-vae.vqc are the same crop compressed by the default levels of
+the ae and vae models, with the rounded latents (-latent.npy, and -side.npy for the vae) and
+pixels they must decode to. Regenerate a family's files only on a deliberate format version
+or model change (and say so in the commit).
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,23 +16,47 @@ from PIL import Image
 
 import vqcodec
 from vqcodec import entropy
+from vqcodec.codec import pixels
 from vqcodec.format import VERSION, unpack
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data"
 
 
-def main() -> None:
-    img = Image.open(ROOT / "samples" / "bsds-val-2.png").convert("RGB").crop((100, 60, 196, 124))
-    codec = vqcodec.load_codec()
-    data = codec.compress(img)
+def crop() -> Image.Image:
+    return Image.open(ROOT / "samples" / "bsds-val-2.png").convert("RGB").crop((100, 60, 196, 124))
+
+
+def golden_vq() -> bytes:
+    codec = vqcodec.load_codec("vq")
+    data = codec.compress(crop())
     header, payload = unpack(data)
     idx = entropy.decode_grid(codec.prior, payload, (header.height + 3) // 4, (header.width + 3) // 4)
-    OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"golden-v{VERSION}.vqc").write_bytes(data)
     np.save(OUT / f"golden-v{VERSION}-indices.npy", idx.numpy().astype(np.int16))
     codec.decompress(data).save(OUT / f"golden-v{VERSION}-decoded.png")
-    print(f"{len(data)} bytes, model {header.family} q{header.quality} id {header.model_id.hex()}")
+    return data
+
+
+def golden_baseline(family: str) -> bytes:
+    codec = vqcodec.load_codec(family)
+    data = codec.compress(crop())
+    z_hat, y_hat, _ = codec.quantize(pixels(crop(), codec.multiple))
+    stem = OUT / f"golden-v{VERSION}-{family}"
+    stem.with_suffix(".vqc").write_bytes(data)
+    np.save(f"{stem}-latent.npy", y_hat.numpy().astype(np.int16))
+    if z_hat is not None:
+        np.save(f"{stem}-side.npy", z_hat.numpy().astype(np.int16))
+    codec.decompress(data).save(f"{stem}-decoded.png")
+    return data
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for family in sys.argv[1:] or ["vq", "ae", "vae"]:
+        data = golden_vq() if family == "vq" else golden_baseline(family)
+        header, _ = unpack(data)
+        print(f"{family}: {len(data)} bytes, q{header.quality} id {header.model_id.hex()}")
 
 
 if __name__ == "__main__":

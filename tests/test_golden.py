@@ -8,6 +8,7 @@ files with bin/make_golden.py only for the new version.
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -36,3 +37,20 @@ def test_golden_indices_reencode_to_the_same_payload():
     idx = torch.from_numpy(np.load(DATA / "golden-v1-indices.npy").astype(np.int64))
     assert idx.shape == ((header.height + 3) // 4, (header.width + 3) // 4)
     assert entropy.encode_grid(vqcodec.load_codec().prior, idx) == payload
+
+
+@pytest.mark.parametrize("family", ["ae", "vae"])
+def test_baseline_golden_files_decode_to_the_same_latents_and_pixels(family):
+    data = (DATA / f"golden-v1-{family}.vqc").read_bytes()
+    header, payload = unpack(data)
+    codec = vqcodec.load_codec(family)
+    assert codec.info.model_id == header.model_id, f"the shipped default {family} model changed: new golden file"
+    m = codec.multiple
+    z_hat, y_hat, table = codec.read(payload, -(-header.height // m) * m, -(-header.width // m) * m)
+    assert np.array_equal(y_hat.numpy(), np.load(DATA / f"golden-v1-{family}-latent.npy"))
+    if z_hat is not None:
+        assert np.array_equal(z_hat.numpy(), np.load(DATA / f"golden-v1-{family}-side.npy"))
+    decoded = np.asarray(vqcodec.decompress(data), dtype=np.int16)
+    expected = np.asarray(Image.open(DATA / f"golden-v1-{family}-decoded.png").convert("RGB"), dtype=np.int16)
+    assert np.abs(decoded - expected).max() <= 1  # the synthesis network is float: within rounding
+    assert codec.write(z_hat, y_hat, table) == payload  # the encoder's entropy coding is pinned too

@@ -241,8 +241,11 @@ class BaselineCodec(Codec):
 
     # --- compress -------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> bytes:
+        return self.write(*self.quantize(x))
+
+    def write(self, z_hat: torch.Tensor | None, y_hat: torch.Tensor, table: torch.Tensor) -> bytes:
+        """Range-code the rounded side information (vae) then the rounded latent."""
         encoder = constriction.stream.queue.RangeEncoder()
-        z_hat, y_hat, table = self.quantize(x)
         if z_hat is not None:
             self.z_tables.encode(encoder, z_hat, channel_tables(z_hat.shape))
         self.y_tables.encode(encoder, y_hat, table)
@@ -269,14 +272,18 @@ class BaselineCodec(Codec):
 
     # --- decompress -----------------------------------------------------------------
     def decode(self, payload: bytes, height: int, width: int) -> torch.Tensor:
+        return self.reconstruct(self.read(payload, height, width)[1])
+
+    def read(self, payload: bytes, height: int, width: int) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Payload of a (padded) height x width image -> (side information or None, latent, its tables)."""
         if len(payload) % 4:
             raise BitstreamError("payload length is not a whole number of 32-bit words")
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype=np.uint32).copy())
-        table = channel_tables((1, self.cfg.latent, height // 16, width // 16))
+        z_hat, table = None, channel_tables((1, self.cfg.latent, height // 16, width // 16))
         if self.cfg.hyper:
             z_hat = self.z_tables.decode(decoder, channel_tables((1, self.cfg.hyper, height // 64, width // 64)))
             table = self.hyper.scale_indices(z_hat)
-        return self.reconstruct(self.y_tables.decode(decoder, table))
+        return z_hat, self.y_tables.decode(decoder, table), table
 
     @torch.no_grad()
     def reconstruct(self, y_hat: torch.Tensor) -> torch.Tensor:
