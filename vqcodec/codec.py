@@ -191,7 +191,7 @@ class VQCodec(Codec):
         return self.pixels(idx)[:, :height, :width].permute(1, 2, 0).numpy()
 
 
-BASELINE_BAND_ROWS = 16  # latent rows (16 pixels each) per network pass
+BASELINE_BAND_ROWS = 32  # latent rows (16 pixels each) per network pass
 BASELINE_MARGIN_ROWS = 4  # receptive fields of the 5x5 stride-2 transforms: < 3 latent rows
 
 
