@@ -128,7 +128,8 @@ class Run:
         if self.ckpt.exists():
             state = torch.load(self.ckpt, weights_only=False, map_location=self.device)
             model.load_state_dict(state["model"])
-            self.opt.load_state_dict(state["opt"])
+            if state["step"] < cfg.steps:  # a finished run needs no optimizer (whose groups may have changed since)
+                self.opt.load_state_dict(state["opt"])
             gens = state["gen"] if isinstance(state["gen"], list) else [state["gen"]]
             self.gen.set_state(gens[self.rank % len(gens)].cpu())
             self.step = state["step"]
