@@ -224,8 +224,12 @@ class BaselineCodec(Codec):
 
     @staticmethod
     def export(model: FactorizedAE | HyperpriorVAE) -> dict[str, torch.Tensor]:
-        """The tensors the codec needs: float transforms, integer tables and hyper-synthesis."""
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items() if not k.startswith(("density.", "h_s."))}
+        """The tensors the codec needs: float transforms, integer tables and hyper-synthesis.
+
+        The transforms are stored in float16 (run in float32): half the file, and nothing that
+        decides what the decoder reads depends on them."""
+        state = model.state_dict().items()
+        tensors = {f"model.{k}": v.half() for k, v in state if not k.startswith(("density.", "h_s."))}
         if model.cfg.hyper:
             from vqcodec.models.ae import gaussian_pmfs, scale_table
 

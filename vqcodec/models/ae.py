@@ -286,7 +286,7 @@ class IntegerHyperSynthesis:
             peak = w.abs().amax(dim=(0, 2, 3) if transposed else (1, 2, 3)).clamp_min(1e-12)
             k = torch.floor(torch.log2(HS_WEIGHT_MAX / peak)).clamp(0, 24)
             shape = (1, -1, 1, 1) if transposed else (-1, 1, 1, 1)
-            out[f"w{n}"] = torch.round(w * 2 ** k.view(shape)).to(torch.int32)
+            out[f"w{n}"] = torch.round(w * 2 ** k.view(shape)).to(torch.int16)
             out[f"b{n}"] = torch.round(conv.bias.detach().double() * 2 ** (k + exponent_in)).to(torch.int64)
             out[f"shift{n}"] = (k + exponent_in - HS_ACT_BITS).to(torch.int32)
             out[f"transposed{n}"] = torch.tensor(transposed)
