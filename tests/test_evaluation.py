@@ -67,3 +67,19 @@ def test_quality_difference_at_the_same_rate_works_for_one_point():
     anchor = (np.array([0.2, 0.4]), np.array([24.0, 28.0]))
     assert evaluation.delta_at_rate(anchor, (np.array([0.3]), np.array([27.0]))) == pytest.approx(1.0)
     assert evaluation.delta_at_rate(anchor, (np.array([0.9]), np.array([30.0]))) is None  # outside the range
+
+
+def test_learned_codecs_are_compared_with_the_scalar_baselines():
+    from vqcodec.report import baseline_comparison, comparison_rows
+
+    def row(codec: str, setting: str, bpp: float, psnr: float) -> evaluation.Measurement:
+        return evaluation.Measurement("img", codec, setting, 1, bpp, psnr, 0.9, psnr - 15, 0.1, 0.1)
+
+    rows = [row("vae", "q1", 0.2, 24.0), row("vae", "q2", 0.4, 28.0), row("vq", "q1", 0.3, 27.0)]
+    rows += [row("jpeg", "q5", 0.3, 22.0), row("jpeg", "q9", 0.5, 25.0)]
+    comparison = baseline_comparison(rows, ["vq", "vae", "jpeg"])
+    assert [(c["codec"], c["baseline"]) for c in comparison] == [("vq", "vae")]  # classical codecs are not compared
+    assert comparison[0]["psnr_at_rate"] == pytest.approx(1.0)
+    assert comparison[0]["ms_ssim_db_at_rate"] == pytest.approx(1.0)
+    assert comparison[0]["bd_rate_psnr"] is None  # one rate point: no BD-rate
+    assert comparison_rows(comparison)[0][:3] == ["vq", "vae", "+1.00"]

@@ -94,6 +94,31 @@ def summary_table(rows: list[Measurement], codecs: list[str], anchor: str) -> li
     return table
 
 
+BASELINES = ("ae", "vae")
+
+
+def baseline_comparison(rows: list[Measurement], codecs: list[str]) -> list[dict]:
+    """What vector quantization and the PixelCNN prior buy: every other learned codec against
+    each scalar-quantization baseline, as PSNR and MS-SSIM (dB) differences at the same rate
+    (the baseline interpolated) and BD-rate where both have two or more rate points."""
+    out = []
+    for base in [b for b in BASELINES if b in codecs]:
+        for codec in [c for c in codecs if c != base and c not in CLASSICAL]:
+            bd = bd_metrics(curve(rows, base, "psnr"), curve(rows, codec, "psnr"))
+            out.append(
+                {
+                    "codec": codec,
+                    "baseline": base,
+                    "psnr_at_rate": delta_at_rate(curve(rows, base, "psnr"), curve(rows, codec, "psnr")),
+                    "ms_ssim_db_at_rate": delta_at_rate(
+                        curve(rows, base, "ms_ssim_db"), curve(rows, codec, "ms_ssim_db")
+                    ),
+                    "bd_rate_psnr": bd["bd_rate"],
+                }
+            )
+    return out
+
+
 def plot(rows: list[Measurement], codecs: list[str], anchors: dict[str, dict], metric: str, path: Path) -> None:
     import matplotlib
 
@@ -150,7 +175,24 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:+.1f}%" if isinstance(v, float) and abs(v) > 5 else f"{v:.3f}"
 
 
-def write_markdown(table: list[dict], anchor: str, dataset: str, out: Path) -> str:
+def comparison_rows(comparison: list[dict]) -> list[list[str]]:
+    """Cells of the baseline comparison table."""
+    return [
+        [
+            c["codec"],
+            c["baseline"],
+            "n/a (outside its range)" if c["psnr_at_rate"] is None else f"{c['psnr_at_rate']:+.2f}",
+            "n/a" if c["ms_ssim_db_at_rate"] is None else f"{c['ms_ssim_db_at_rate']:+.2f}",
+            "n/a" if c["bd_rate_psnr"] is None else f"{c['bd_rate_psnr']:+.1f}%",
+        ]
+        for c in comparison
+    ]
+
+
+COMPARISON_HEAD = ["codec", "baseline", "PSNR at the same bpp (dB)", "MS-SSIM (dB) at the same bpp", "BD-rate (PSNR)"]
+
+
+def write_markdown(table: list[dict], comparison: list[dict], anchor: str, dataset: str, out: Path) -> str:
     lines = [
         f"# Rate-distortion report: {dataset}",
         "",
@@ -178,6 +220,10 @@ def write_markdown(table: list[dict], anchor: str, dataset: str, out: Path) -> s
             f"| {t['codec']} | {t['points']} | {t['bpp_min']:.3f}-{t['bpp_max']:.3f} | "
             f"{t['psnr_min']:.2f}-{t['psnr_max']:.2f} | " + " | ".join(cells) + " |"
         )
+    if comparison:
+        lines += ["", "Against the scalar-quantization baselines (difference over the baseline at the same rate):", ""]
+        lines += ["| " + " | ".join(COMPARISON_HEAD) + " |", "|---|---|---|---|---|"]
+        lines += ["| " + " | ".join(cells) + " |" for cells in comparison_rows(comparison)]
     lines += ["", "![PSNR](rd-psnr.png)", "", "![MS-SSIM](rd-msssim.png)", ""]
     text = "\n".join(lines)
     (out / "report.md").write_text(text)
@@ -185,7 +231,13 @@ def write_markdown(table: list[dict], anchor: str, dataset: str, out: Path) -> s
 
 
 def write_html(
-    markdown_table: list[dict], rows: list[Measurement], tiles: list[dict], anchor: str, dataset: str, out: Path
+    markdown_table: list[dict],
+    comparison: list[dict],
+    rows: list[Measurement],
+    tiles: list[dict],
+    anchor: str,
+    dataset: str,
+    out: Path,
 ) -> None:
     def embed(name: str) -> str:
         return "data:image/png;base64," + base64.b64encode((out / name).read_bytes()).decode()
@@ -230,6 +282,11 @@ def write_html(
         f'<figure><img src="{embed(t["file"])}"><figcaption>{html.escape(t["label"])}</figcaption></figure>'
         for t in tiles
     )
+    against = ""
+    if comparison:
+        against = "<h2>Against the scalar-quantization baselines</h2>" + table(
+            COMPARISON_HEAD, comparison_rows(comparison)
+        )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>vqcodec RD report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margin:4px}}
@@ -238,6 +295,7 @@ figure img{{image-rendering:pixelated;width:256px}}</style></head><body>
 <p>Rate = 8 x whole-file bytes / pixels. PSNR on full RGB images. BD against {html.escape(anchor)}.
 Dashed curves: results published by CompressAI on Kodak (their machines), for reference.</p>
 {table(head, body)}
+{against}
 <h2>Curves</h2><img src="{embed("rd-psnr.png")}"><img src="{embed("rd-msssim.png")}">
 <h2>Crops at matched rate</h2>{figs}
 <h2>Every measurement</h2>{table(["image", "codec", "setting", "bpp", "PSNR", "MS-SSIM", "enc s", "dec s"], per_image)}
@@ -268,6 +326,7 @@ def run_eval(
         anchors_dir = str(guess) if guess.is_dir() else None
     anchors = published_anchors(Path(anchors_dir)) if anchors_dir else {}
     table = summary_table(rows, codecs, anchor)
+    comparison = baseline_comparison(rows, codecs)
     plot(rows, codecs, anchors, "psnr", out_dir / "rd-psnr.png")
     plot(rows, codecs, anchors, "ms_ssim_db", out_dir / "rd-msssim.png")
     tiles = gallery(rows, files, codecs, out_dir)
@@ -276,11 +335,12 @@ def run_eval(
         "images": [p.name for p in files],
         "anchor": anchor,
         "summary": table,
+        "against_baselines": comparison,
         "published_anchors": anchors,
         "machine": {"python": platform.python_version(), "cpu": platform.processor()},
         "measurements": as_dicts(rows),
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
-    write_markdown(table, anchor, Path(dataset).name, out_dir)
-    write_html(table, rows, tiles, anchor, Path(dataset).name, out_dir)
+    write_markdown(table, comparison, anchor, Path(dataset).name, out_dir)
+    write_html(table, comparison, rows, tiles, anchor, Path(dataset).name, out_dir)
     return report
