@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -45,8 +47,30 @@ def test_unknown_names_and_levels():
 def test_shipped_models_carry_their_numbers():
     infos = shipped()
     assert infos, "the package ships at least one model"
+    assert {i.family for i in infos} == {"vq", "ae", "vae"}
     for info in infos:
         assert info.path.stat().st_size < 20 * 2**20
-        for key in ("kodak_bpp", "kodak_psnr", "kodak_ms_ssim", "kodak_codebook_usage"):
+        for key in ("kodak_bpp", "kodak_psnr", "kodak_ms_ssim", "kodak_encode_s", "kodak_decode_s"):
             assert key in info.metrics, (info.path.name, key)
-        assert {"vqvae_config", "prior_config", "training"} <= set(info.meta) or info.family != "vq"
+        assert "training" in info.meta
+        if info.family == "vq":
+            assert {"vqvae_config", "prior_config"} <= set(info.meta) and "kodak_codebook_usage" in info.metrics
+        else:
+            assert info.meta["ae_config"]["hyper"] > 0 if info.family == "vae" else info.meta["ae_config"]["hyper"] == 0
+    for family in ("ae", "vae"):  # rate rises with the level, as --target-bpp assumes
+        rates = [i.metrics["kodak_bpp"] for i in infos if i.family == family]
+        assert len(rates) >= 4 and rates == sorted(rates)
+
+
+def test_every_shipped_level_round_trips_a_sample():
+    import numpy as np
+    from PIL import Image
+
+    import vqcodec
+
+    img = Image.open(Path(__file__).parent.parent / "samples" / "bsds-val-1.png").convert("RGB").crop((0, 0, 96, 80))
+    for info in shipped():
+        data = vqcodec.compress(img, model=info.name, quality=info.quality)
+        out = vqcodec.decompress(data)
+        assert out.size == img.size and vqcodec.format.unpack(data)[0].model_id == info.model_id
+        assert np.abs(np.asarray(out, dtype=int) - np.asarray(img)).mean() < 30  # a trained model, not noise
