@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -187,3 +188,21 @@ def test_distributed_training_keeps_the_ranks_in_sync(folders, tmp_path, family)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["step"] == 3 and len(state["gen"]) == 2  # written once, with every rank's generator
     assert not torch.equal(state["gen"][0], state["gen"][1])
+
+
+@pytest.mark.parametrize("family", ["vq", "vae"])
+def test_mixed_precision_training_keeps_the_sensitive_parts_in_float32(folders, tmp_path, family):
+    cfg = config(folders, tmp_path / "run", 2)
+    cfg.amp, cfg.device = True, "cpu"  # bfloat16 autocast works on the CPU too
+    if family == "vq":
+        model = train_vqvae(TINY_VQVAE, cfg)
+        assert model.quantizer.codebook.dtype == torch.float32
+    else:
+        cfg.crop = 64
+        model = train_baseline(AEConfig(channels=8, latent=6, hyper=4), cfg)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y, rate = model.train()(torch.rand(1, 3, 64, 64))
+        assert y.dtype == torch.float32 and rate.dtype == torch.float32
+    logged = lines(tmp_path / "run" / "metrics.jsonl")
+    assert all(math.isfinite(v) for m in logged for k, v in m.items() if k.startswith(("psnr", "val_")))
+    assert all(p.dtype == torch.float32 for p in model.parameters())

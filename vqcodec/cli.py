@@ -353,6 +353,12 @@ def train_options(f):
                 help="auto: a CUDA GPU when there is one (under torchrun: the local rank's).",
             ),
             click.option(
+                "--amp/--no-amp",
+                default=False,
+                show_default=True,
+                help="bfloat16 autocast for the transforms (quantizer, densities and losses stay float32).",
+            ),
+            click.option(
                 "--config",
                 "config_file",
                 type=click.Path(exists=True, dir_okay=False),

@@ -80,14 +80,17 @@ class VectorQuantizer(nn.Module):
         """Quantize with a straight-through gradient.
 
         Returns (z_q, indices, commitment_loss); in training mode the codebook is updated.
+        Always in float32, also inside a mixed-precision region: nearest codes need exact distances.
         """
-        flat = z.permute(0, 2, 3, 1).reshape(-1, self.dim)
-        if self.training:
-            self._update(flat.detach())
-        idx = nearest_codebook(flat, self.codebook)
-        zq = F.embedding(idx, self.codebook).view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
-        commitment = self.beta * F.mse_loss(z, zq.detach())
-        zq = z + (zq - z).detach()
+        with torch.autocast(z.device.type, enabled=False):
+            z = z.float()
+            flat = z.permute(0, 2, 3, 1).reshape(-1, self.dim)
+            if self.training:
+                self._update(flat.detach())
+            idx = nearest_codebook(flat, self.codebook)
+            zq = F.embedding(idx, self.codebook).view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
+            commitment = self.beta * F.mse_loss(z, zq.detach())
+            zq = z + (zq - z).detach()
         return zq, idx.view(z.shape[0], z.shape[2], z.shape[3]), commitment
 
     @torch.no_grad()

@@ -53,6 +53,7 @@ class TrainConfig:
     scales: tuple[float, ...] = (0.5, 0.75)  # training images are downscaled by these factors
     ema: float = 0.998  # decay of the moving average of the weights that is validated and exported (0: off)
     device: str = "auto"  # cpu, cuda, or auto (cuda when available)
+    amp: bool = False  # bfloat16 autocast for the transforms; quantizer, densities and losses stay float32
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
@@ -176,6 +177,10 @@ class Run:
     def due(self, every: int) -> bool:
         return self.step % every == 0 or self.step == self.cfg.steps
 
+    def autocast(self) -> torch.autocast:
+        """The mixed-precision region of a training pass (a no-op unless ``amp``)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.amp)
+
     def validating(self) -> bool:
         """Whether to validate now (on rank 0 only: the others do not wait for it)."""
         return self.rank == 0 and self.due(self.cfg.val_every)
@@ -243,7 +248,8 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig) -> VQVAE:
     data = run.data(cfg.data)
     while run.running:
         x = data.batch(cfg.batch, run.gen).to(run.device)
-        y, idx, commitment = run.net(x)
+        with run.autocast():
+            y, idx, commitment = run.net(x)
         mse = F.mse_loss(y, x)
         run.optimize(mse + commitment)
         if run.step % 50 == 0:
@@ -272,7 +278,8 @@ def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, base: dict | None = None) -
     data = run.data(cfg.data)
     while run.running:
         x = data.batch(cfg.batch, run.gen).to(run.device)
-        y, _, _ = run.net(x)  # in eval mode: decoder(codebook vectors of the fixed indices)
+        with run.autocast():
+            y, _, _ = run.net(x)  # in eval mode: decoder(codebook vectors of the fixed indices)
         mse = F.mse_loss(y, x)
         run.optimize(mse)
         if run.step % 50 == 0:
@@ -316,7 +323,8 @@ def train_baseline(model_cfg: AEConfig, cfg: TrainConfig, init: str | None = Non
     data = run.data(cfg.data)
     while run.running:
         x = data.batch(cfg.batch, run.gen).to(run.device)
-        y, rate = run.net(x)
+        with run.autocast():
+            y, rate = run.net(x)
         mse, bpp = F.mse_loss(y, x), rate / (x.shape[0] * x.shape[2] * x.shape[3])
         run.optimize(bpp + model_cfg.lmbda * 255**2 * mse)
         if run.step % 50 == 0:

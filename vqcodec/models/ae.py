@@ -177,6 +177,11 @@ def gaussian_pmfs(scales: list[float], tail: float = 1e-7) -> list[torch.Tensor]
     return out
 
 
+def full_precision(x: torch.Tensor) -> torch.autocast:
+    """Leave a mixed-precision region: the rate terms and the hyperprior stay in float32."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
 def bits(likelihood: torch.Tensor) -> torch.Tensor:
     return -torch.log2(likelihood).sum()
 
@@ -197,8 +202,10 @@ class FactorizedAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training pass on (B, 3, H, W) in [0, 1] -> (reconstruction, total bits)."""
-        y = self.g_a(x - 0.5)
-        return self.g_s(round_ste(y)) + 0.5, bits(self.density.likelihood(rate_proxy(y, self.training)))
+        y = self.g_a(x - 0.5).float()
+        with full_precision(x):
+            rate = bits(self.density.likelihood(rate_proxy(y, self.training)))
+        return self.g_s(round_ste(y)).float() + 0.5, rate
 
 
 class HyperpriorVAE(nn.Module):
@@ -219,12 +226,13 @@ class HyperpriorVAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training pass on (B, 3, H, W) in [0, 1] -> (reconstruction, total bits of y and z)."""
-        y = self.g_a(x - 0.5)
-        z = self.h_a(y.abs())
-        scale = self.h_s(round_ste(z))
-        rate_y = bits(gaussian_likelihood(rate_proxy(y, self.training), scale))
-        rate = rate_y + bits(self.density.likelihood(rate_proxy(z, self.training)))
-        return self.g_s(round_ste(y)) + 0.5, rate
+        y = self.g_a(x - 0.5).float()
+        with full_precision(x):
+            z = self.h_a(y.abs())
+            scale = self.h_s(round_ste(z))
+            rate_y = bits(gaussian_likelihood(rate_proxy(y, self.training), scale))
+            rate = rate_y + bits(self.density.likelihood(rate_proxy(z, self.training)))
+        return self.g_s(round_ste(y)).float() + 0.5, rate
 
 
 def make_model(cfg: AEConfig) -> FactorizedAE | HyperpriorVAE:

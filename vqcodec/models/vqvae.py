@@ -91,4 +91,4 @@ class VQVAE(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training pass: (reconstruction, indices, commitment loss)."""
         zq, idx, commitment = self.quantizer(self.encoder(x - 0.5))
-        return self.decoder(zq) + 0.5, idx, commitment
+        return self.decoder(zq).float() + 0.5, idx, commitment
