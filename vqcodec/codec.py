@@ -34,7 +34,15 @@ from vqcodec import entropy
 from vqcodec.errors import BitstreamError, ModelError
 from vqcodec.format import Header, pack, parse_header, unpack
 from vqcodec.images import ImageLike, prepare
-from vqcodec.models.ae import AEConfig, FactorizedAE, HyperpriorVAE, IntegerHyperSynthesis, make_model
+from vqcodec.models.ae import (
+    AEConfig,
+    FactorizedAE,
+    HyperpriorVAE,
+    IntegerHyperSynthesis,
+    gaussian_pmfs,
+    make_model,
+    scale_table,
+)
 from vqcodec.models.prior import IntegerPrior, PriorConfig
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
 from vqcodec.zoo import WeightsInfo, load_tensors, save_weights
@@ -194,6 +202,10 @@ BASELINE_BAND_ROWS = 32  # latent rows (16 pixels each) per network pass
 BASELINE_MARGIN_ROWS = 4  # receptive fields of the 5x5 stride-2 transforms: < 3 latent rows
 
 
+# Float parts of a baseline left out of its weights file: the codec uses their integer tables instead.
+NOT_SHIPPED = ("density.", "h_s.")
+
+
 class BaselineCodec(Codec):
     """The AE or VAE baseline: float transforms, integer tables and hyper-synthesis."""
 
@@ -215,7 +227,7 @@ class BaselineCodec(Codec):
         try:
             model = make_model(AEConfig(**info.meta["ae_config"]))
             missing, unexpected = model.load_state_dict(prefixed(tensors, "model."), strict=False)
-            if unexpected or any(not k.startswith(("density.", "h_s.")) for k in missing):
+            if unexpected or any(not k.startswith(NOT_SHIPPED) for k in missing):
                 raise RuntimeError(f"missing {missing}, unexpected {unexpected}")
             return cls(model.to(device).eval(), tensors, info, device)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -228,10 +240,8 @@ class BaselineCodec(Codec):
         The transforms are stored in float16 (run in float32): half the file, and nothing that
         decides what the decoder reads depends on them."""
         state = model.state_dict().items()
-        tensors = {f"model.{k}": v.half() for k, v in state if not k.startswith(("density.", "h_s."))}
+        tensors = {f"model.{k}": v.half() for k, v in state if not k.startswith(NOT_SHIPPED)}
         if model.cfg.hyper:
-            from vqcodec.models.ae import gaussian_pmfs, scale_table
-
             pmfs = gaussian_pmfs(scale_table())
             y_tables = entropy.stack_tables(pmfs, [-(len(p) // 2) for p in pmfs])
             z_tables = entropy.stack_tables(*model.density.pmfs())
