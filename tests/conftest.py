@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -28,21 +30,34 @@ def tiny_prior(cfg: PriorConfig = TINY_PRIOR, seed: int = 0, scale: float = 1.0)
     return prior.eval()
 
 
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> str:
+def save_tiny_vq(path, downsample: int = 4) -> str:
+    """A random tiny VQ codec with the given downsampling factor, written to ``path``."""
     torch.manual_seed(0)
-    vqvae = VQVAE(TINY_VQVAE).eval()
+    vqvae = VQVAE(dataclasses.replace(TINY_VQVAE, downsample=downsample)).eval()
     with torch.no_grad():  # spread the codebook so different pixels pick different codes
         vqvae.quantizer.codebook.copy_(torch.randn(16, 4))
     prior = tiny_prior(scale=2.0)
-    path = tmp_path_factory.mktemp("weights") / "tiny-q1.safetensors"
     save_vq_weights(str(path), vqvae, IntegerPrior.export(prior), TINY_PRIOR, "tiny", 1, {"metrics": {}})
     return str(path)
 
 
 @pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> str:
+    return save_tiny_vq(tmp_path_factory.mktemp("weights") / "tiny-q1.safetensors")
+
+
+@pytest.fixture(scope="session")
 def tiny_codec(tiny_weights) -> VQCodec:
     return VQCodec.from_weights(read_info(tiny_weights))
+
+
+@pytest.fixture(scope="session", params=[2, 4, 8])
+def tiny_vq(request, tmp_path_factory, tiny_codec) -> VQCodec:
+    """The tiny VQ codec at each downsampling factor of the zoo's levels."""
+    if request.param == 4:
+        return tiny_codec
+    path = save_tiny_vq(tmp_path_factory.mktemp("weights") / f"tiny-f{request.param}.safetensors", request.param)
+    return VQCodec.from_weights(read_info(path))
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,18 @@ def test_integer_export_matches_quantization_aware_float_model():
     assert (float_logits - int_logits).abs().max() <= 1  # float rounding of the simulation at most
 
 
+def test_table_is_stored_as_int16_when_it_fits_and_gives_the_same_logits():
+    prior = tiny_prior(CFG, scale=3.0)
+    small = IntegerPrior.export(prior)
+    assert small["table"].dtype == torch.int16
+    ctx = torch.randint(0, 13, (50, len(causal_offsets(2))), generator=torch.Generator().manual_seed(2))
+    wide = {**small, "table": small["table"].to(torch.int32)}  # how the first vq weights store it
+    assert torch.equal(IntegerPrior(CFG, small).logits(ctx), IntegerPrior(CFG, wide).logits(ctx))
+    with torch.no_grad():
+        prior.table[0, 0, 0] = 10.0  # 10 * 2**12 does not fit in int16
+    assert IntegerPrior.export(prior)["table"].dtype == torch.int32
+
+
 def test_integer_logits_do_not_depend_on_batch_or_threads():
     prior = tiny_prior(TINY_PRIOR, scale=3.0)
     exact = IntegerPrior(TINY_PRIOR, IntegerPrior.export(prior))

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -9,6 +10,7 @@ from vqcodec.codec import BaselineCodec, VQCodec
 from vqcodec.data import shard_items
 from vqcodec.models.ae import AEConfig
 from vqcodec.models.prior import PriorConfig
+from vqcodec.models.vqvae import VQVAE
 from vqcodec.train import (
     TrainConfig,
     cosine_lr,
@@ -21,6 +23,7 @@ from vqcodec.train import (
     train_baseline,
     train_prior,
     train_vqvae,
+    warm_start,
 )
 from vqcodec.zoo import read_info
 
@@ -88,6 +91,27 @@ def test_vqvae_then_prior_then_export(folders, tmp_path):
     codec = VQCodec.from_weights(info)
     img = smooth_image(20, 20)
     assert codec.decompress(codec.compress(img)).size == (20, 20)
+
+
+def test_a_new_level_starts_from_a_trained_one(folders, tmp_path):
+    """Another factor and codebook size: shared layers copied, the codebook re-initialized."""
+    train_vqvae(TINY_VQVAE, config(folders, tmp_path / "four", 2))
+    source = load_vqvae(tmp_path / "four").state_dict()
+    eight = dataclasses.replace(TINY_VQVAE, downsample=8, codebook_size=8)
+    model = VQVAE(eight)
+    origin = warm_start(model, str(tmp_path / "four"))
+    assert origin["model"]["downsample"] == 4 and origin["run"] == str(tmp_path / "four")
+    state = model.state_dict()
+    assert torch.equal(state["encoder.0.weight"], source["encoder.0.weight"])
+    assert torch.equal(state["decoder.7.weight"], source["decoder.7.weight"])
+    assert not bool(state["quantizer.initialized"])  # k-means on the first batch, for 8 codes
+    trained = train_vqvae(eight, config(folders, tmp_path / "eight", 2), init=str(tmp_path / "four"))
+    assert trained.quantizer.codebook.shape == (8, TINY_VQVAE.latent_dim)
+    assert load_run(tmp_path / "eight")[0]["init"]["run"] == str(tmp_path / "four")
+
+    same = VQVAE(TINY_VQVAE)  # same codebook size: the trained codebook is kept
+    warm_start(same, str(tmp_path / "four"))
+    assert torch.equal(same.state_dict()["quantizer.codebook"], source["quantizer.codebook"])
 
 
 def test_decoder_finetuning_keeps_the_indices(folders, tmp_path):

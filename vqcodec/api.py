@@ -86,9 +86,11 @@ def decompress(
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BitstreamError(f"expected bytes, got {type(data).__name__}")
     header, _ = parse_header(bytes(data))
-    if model is not None:
-        return load_codec(model, header.quality, device).decompress(bytes(data), max_pixels=max_pixels)
-    info = find_by_id(header.family, header.quality, header.model_id)
+    if model is not None:  # the level of that model with the file's id (another one refuses the file)
+        found = levels(model)
+        info = next((i for i in found if i.model_id == header.model_id), found[0])
+        return _load(info, resolve_device(device)).decompress(bytes(data), max_pixels=max_pixels)
+    info = find_by_id(header.family, header.model_id)
     if info is None:
         raise BitstreamError(
             f"unknown model: the file was made by {header.family} q{header.quality} "

@@ -225,7 +225,7 @@ def info(file, as_json) -> None:
 
     data = Path(file).read_bytes()
     header, payload = unpack(data)
-    known = find_by_id(header.family, header.quality, header.model_id)
+    known = find_by_id(header.family, header.model_id)
     fields = {
         "file": file,
         "bytes": len(data),
@@ -391,15 +391,21 @@ def train() -> None:
 
 
 @train.command("vqvae")
+@click.option(
+    "--init",
+    "init_from",
+    default=None,
+    help="Start from this VQ-VAE (run directory or weights file) where the shapes agree (another level).",
+)
 @train_options
 @click.pass_context
-def train_vqvae_cmd(ctx, config_file, **options) -> None:
+def train_vqvae_cmd(ctx, init_from, config_file, **options) -> None:
     """Stage 1: train the VQ-VAE (MSE + commitment, EMA codebook with dead-code restart)."""
     from vqcodec.models.vqvae import VQVAEConfig
     from vqcodec.train import train_vqvae
 
     model_cfg, cfg = stage_configs(config_file, VQVAEConfig, options, ctx)
-    train_vqvae(model_cfg, cfg)
+    train_vqvae(model_cfg, cfg, init_from)
 
 
 @train.command("decoder")

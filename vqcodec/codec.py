@@ -130,7 +130,7 @@ class Codec:
         header, _ = parse_header(data)
         check_size(header, max_pixels)
         header, payload = unpack(data)
-        if (header.family, header.quality, header.model_id) != (self.family, self.info.quality, self.info.model_id):
+        if (header.family, header.model_id) != (self.family, self.info.model_id):
             raise BitstreamError(
                 f"file was made by model {header.family} q{header.quality} id {header.model_id.hex()}, "
                 f"not by this codec ({self.info.name} q{self.info.quality} id {self.info.model_id.hex()})"

@@ -220,7 +220,7 @@ def validate_vqvae(model: VQVAE, folder: str, limit: int) -> dict[str, float]:
     psnrs, all_idx, pixels = [], [], 0
     for path in image_files(folder)[:limit]:
         x = to_tensor(load_rgb(path))[None].to(model.quantizer.codebook.device)
-        idx = model.encode(pad_to(x, 4))
+        idx = model.encode(pad_to(x, model.cfg.downsample))
         y = model.decode(idx)[..., : x.shape[2], : x.shape[3]].clamp(0, 1)
         y = torch.round(y * 255) / 255
         psnrs.append(float(-10 * torch.log10(F.mse_loss(y, x))))
@@ -240,11 +240,42 @@ def validate_vqvae(model: VQVAE, folder: str, limit: int) -> dict[str, float]:
     }
 
 
-def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig) -> VQVAE:
-    """Train a VQ-VAE on MSE + commitment loss; returns the model (also saved in cfg.out)."""
+def warm_start(model: VQVAE, source: str) -> dict:
+    """Copy a trained VQ-VAE's weights (a run directory or a VQ weights file) into ``model``
+    wherever names and shapes agree, and return what the source was (for the metadata).
+
+    The quality levels of the zoo differ in downsampling factor and codebook size, so a new
+    level starts from a trained one: its new stride-2 stages start random, and a codebook of
+    another size is initialized by k-means on the first batch's encoder outputs.
+    """
+    if Path(source).is_dir():
+        config, state = load_run(source)
+        origin = {"run": str(source), "model": config["model"], "train": config["train"]}
+    else:
+        from vqcodec.zoo import load_tensors, read_info
+
+        info = read_info(source)
+        state = {k.removeprefix("vqvae."): v for k, v in load_tensors(info).items() if k.startswith("vqvae.")}
+        origin = {
+            "weights": f"{info.name}-q{info.quality}",
+            "id": info.model_id.hex(),
+            "model": info.meta["vqvae_config"],
+        }
+    own = model.state_dict()
+    if state.get("quantizer.codebook", torch.empty(0)).shape != own["quantizer.codebook"].shape:
+        state = {k: v for k, v in state.items() if not k.startswith("quantizer.")}
+    model.load_state_dict({k: v for k, v in state.items() if k in own and v.shape == own[k].shape}, strict=False)
+    return origin
+
+
+def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig, init: str | None = None) -> VQVAE:
+    """Train a VQ-VAE on MSE + commitment loss; returns the model (also saved in cfg.out).
+
+    ``init``: start from another trained VQ-VAE (see ``warm_start``)."""
     seed_everything(cfg)
     model = VQVAE(model_cfg).train()
-    run = Run(cfg, model, model_cfg.to_dict(), "vqvae")
+    origin = warm_start(model, init) if init else {}
+    run = Run(cfg, model, model_cfg.to_dict(), "vqvae", init=origin)
     data = run.data(cfg.data)
     while run.running:
         x = data.batch(cfg.batch, run.gen).to(run.device)
@@ -359,7 +390,7 @@ def index_grids(
                 if s == 1
                 else img.resize((max(4, round(img.width * s)), max(4, round(img.height * s))), Image.Resampling.LANCZOS)
             )
-            grids.append(model.encode(pad_to(to_tensor(scaled)[None], 4))[0])
+            grids.append(model.encode(pad_to(to_tensor(scaled)[None], model.cfg.downsample))[0])
     return grids
 
 
@@ -454,11 +485,13 @@ def export_codec(
     stages = {"vqvae": vq_cfg["train"], "prior": prior_cfg["train"]}
     if vq_cfg.get("base"):  # a decoder fine-tuning run on top of a VQ-VAE run
         stages = {"vqvae": vq_cfg["base"]["train"], "decoder": vq_cfg["train"], "prior": prior_cfg["train"]}
+    first = vq_cfg["base"] if vq_cfg.get("base") else vq_cfg
     meta = {
         "training": {
             "data": TRAINING_DATA,
             "steps": {name: stage["steps"] for name, stage in stages.items()},
             **stages,
+            **({"init": first["init"]} if first.get("init") else {}),
         },
         "default": is_default,
         "metrics": {},

@@ -131,9 +131,13 @@ def is_path(name: str) -> bool:
     return name.endswith(".safetensors") or Path(name).is_file()
 
 
-def find_by_id(family: str, quality: int, model_id: bytes) -> WeightsInfo | None:
-    """The shipped weights whose id matches a .vqc header, if any."""
+def find_by_id(family: str, model_id: bytes) -> WeightsInfo | None:
+    """The shipped weights whose family and id match a .vqc header, if any.
+
+    The id, a hash of the tensors, is what identifies a model; the header's quality number is
+    the level the model had when the file was written (the first vq model, once level 1, is
+    level 4 of the ladder now, and its files still decode)."""
     for info in shipped():
-        if info.family == family and info.quality == quality and info.model_id == model_id:
+        if info.family == family and info.model_id == model_id:
             return info
     return None

@@ -170,11 +170,14 @@ class IntegerPrior:
 
     @staticmethod
     def export(model: PixelCNNPrior) -> dict[str, torch.Tensor]:
-        """Integer tensors of a (quantization-aware trained) float prior."""
+        """Integer tensors of a (quantization-aware trained) float prior.
+
+        The first-layer table, (window x (K + 1)) x hidden entries and most of a file, is
+        stored as int16 when its values fit (they are about +-6000 in practice)."""
+        table = torch.floor(model.table.detach() * 2**TABLE_BITS + 0.5).reshape(-1, model.cfg.hidden)
+        fits = int(table.abs().amax()) <= torch.iinfo(torch.int16).max
         out: dict[str, torch.Tensor] = {
-            "table": torch.floor(model.table.detach() * 2**TABLE_BITS + 0.5)
-            .reshape(-1, model.cfg.hidden)
-            .to(torch.int32),
+            "table": table.to(torch.int16 if fits else torch.int32),
             "bias": torch.floor(model.bias.detach() * 2**TABLE_BITS + 0.5).to(torch.int32),
         }
         names = [str(n) for n in range(model.cfg.layers)] + ["_out"]

@@ -1,12 +1,19 @@
 """VQ-VAE image autoencoder (van den Oord et al., NeurIPS 2017) sized for CPU compression.
 
-Encoder: two stride-2 convolutions (downsampling factor 4) and a residual block, then a
-1x1 projection to ``latent_dim``; the latent grid is vector-quantized against a codebook of
-``codebook_size`` vectors; the decoder mirrors the encoder with transposed convolutions.
+Encoder: 5x5 convolutions down to 1/``downsample`` of the resolution (2, 4 or 8) and a
+residual block, then a 1x1 projection to ``latent_dim``; the latent grid is vector-quantized
+against a codebook of ``codebook_size`` vectors; the decoder mirrors the encoder with
+transposed convolutions. The downsampling factor and the codebook size set the rate: the
+quality levels of the zoo differ in these two numbers.
+
+Whatever the factor, the layers of the factor-4 model keep their positional names ("0",
+"1", ...), so a model loads another factor's weights wherever the shapes agree (the levels
+of the zoo start from one another) and the first factor-4 weights files stay valid.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
 import torch
@@ -27,8 +34,16 @@ class VQVAEConfig:
     res_blocks: int = 1
     beta: float = 0.25
     ema_decay: float = 0.99
+    downsample: int = 4
 
-    downsample = 4
+    def __post_init__(self) -> None:
+        if self.downsample not in (2, 4, 8):
+            raise ValueError(f"downsample must be 2, 4 or 8, not {self.downsample}")
+
+    @property
+    def extra_stages(self) -> int:
+        """Stride-2 stages beyond the factor-4 model's two (1 for factor 8, else 0)."""
+        return int(self.downsample == 8)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,31 +62,39 @@ class ResBlock(nn.Module):
 
 
 def make_encoder(cfg: VQVAEConfig) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(3, cfg.half_channels, 5, stride=2, padding=2),
-        nn.ReLU(),
-        nn.Conv2d(cfg.half_channels, cfg.channels, 5, stride=2, padding=2),
-        *[ResBlock(cfg.channels) for _ in range(cfg.res_blocks)],
-        nn.ReLU(),
-        nn.Conv2d(cfg.channels, cfg.latent_dim, 1),
-    )
+    c, half = cfg.channels, cfg.half_channels
+    layers = [
+        ("0", nn.Conv2d(3, half, 5, stride=1 if cfg.downsample == 2 else 2, padding=2)),
+        ("1", nn.ReLU()),
+        ("2", nn.Conv2d(half, c, 5, stride=2, padding=2)),
+    ]
+    for n in range(cfg.extra_stages):
+        layers += [(f"down{n}_act", nn.ReLU()), (f"down{n}", nn.Conv2d(c, c, 5, stride=2, padding=2))]
+    tail = [*[ResBlock(c) for _ in range(cfg.res_blocks)], nn.ReLU(), nn.Conv2d(c, cfg.latent_dim, 1)]
+    return nn.Sequential(OrderedDict(layers + [(str(3 + n), m) for n, m in enumerate(tail)]))
 
 
-def make_decoder(cfg: VQVAEConfig, in_dim: int | None = None) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_dim or cfg.latent_dim, cfg.channels, 3, padding=1),
-        *[ResBlock(cfg.channels) for _ in range(cfg.res_blocks)],
-        nn.ReLU(),
-        nn.ConvTranspose2d(cfg.channels, cfg.half_channels, 4, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(cfg.half_channels, cfg.half_channels, 3, padding=1),
-        nn.ReLU(),
-        nn.ConvTranspose2d(cfg.half_channels, 3, 4, stride=2, padding=1),
+def make_decoder(cfg: VQVAEConfig) -> nn.Sequential:
+    c, half = cfg.channels, cfg.half_channels
+    head = [nn.Conv2d(cfg.latent_dim, c, 3, padding=1), *[ResBlock(c) for _ in range(cfg.res_blocks)], nn.ReLU()]
+    layers = [(str(n), m) for n, m in enumerate(head)]
+    for n in range(cfg.extra_stages):
+        layers += [(f"up{n}", nn.ConvTranspose2d(c, c, 4, stride=2, padding=1)), (f"up{n}_act", nn.ReLU())]
+    last = (
+        nn.Conv2d(half, 3, 3, padding=1) if cfg.downsample == 2 else nn.ConvTranspose2d(half, 3, 4, stride=2, padding=1)
     )
+    tail = [
+        nn.ConvTranspose2d(c, half, 4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(half, half, 3, padding=1),
+        nn.ReLU(),
+        last,
+    ]
+    return nn.Sequential(OrderedDict(layers + [(str(len(head) + n), m) for n, m in enumerate(tail)]))
 
 
 class VQVAE(nn.Module):
-    """Images in [0, 1] of any size divisible by 4 <-> grids of codebook indices."""
+    """Images in [0, 1] of any size divisible by ``cfg.downsample`` <-> grids of codebook indices."""
 
     def __init__(self, cfg: VQVAEConfig):
         super().__init__()
@@ -81,11 +104,11 @@ class VQVAE(nn.Module):
         self.decoder = make_decoder(cfg)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> index grid (B, H/4, W/4)."""
+        """(B, 3, H, W) in [0, 1] -> index grid (B, H/f, W/f), f = ``cfg.downsample``."""
         return self.quantizer.indices(self.encoder(x - 0.5))
 
     def decode(self, idx: torch.Tensor) -> torch.Tensor:
-        """Index grid (B, h, w) -> image (B, 3, 4h, 4w), not clamped."""
+        """Index grid (B, h, w) -> image (B, 3, f h, f w), not clamped."""
         return self.decoder(self.quantizer.lookup(idx)) + 0.5
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
