@@ -83,3 +83,25 @@ def test_learned_codecs_are_compared_with_the_scalar_baselines():
     assert comparison[0]["ms_ssim_db_at_rate"] == pytest.approx(1.0)
     assert comparison[0]["bd_rate_psnr"] is None  # one rate point: no BD-rate
     assert comparison_rows(comparison)[0][:3] == ["vq", "vae", "+1.00"]
+
+
+def test_each_level_is_placed_against_every_reference():
+    from vqcodec.report import level_standings, reference_bd, standings_cells
+
+    def row(codec: str, setting: str, bpp: float, psnr: float) -> evaluation.Measurement:
+        return evaluation.Measurement("img", codec, setting, 1, bpp, psnr, 0.9, psnr - 15, 0.1, 0.1)
+
+    rows = [row("vq", "q1", 0.1, 25.0), row("vq", "q2", 0.3, 29.0), row("vq", "q3", 0.9, 33.0)]
+    rows += [row("jpeg", "q5", 0.2, 24.0), row("jpeg", "q9", 0.4, 28.0), row("jpeg", "q20", 1.0, 32.0)]
+    published = {"mbt (published)": {"bpp": [0.1, 0.5], "psnr": [27.0, 31.0], "ms_ssim": None}}
+    standings = level_standings(rows, ["vq", "jpeg"], published)
+    assert [s["setting"] for s in standings] == ["q1", "q2", "q3"]  # in rising rate
+    q2 = standings[1]
+    assert (q2["bpp"], q2["psnr"]) == (pytest.approx(0.3), pytest.approx(29.0))
+    assert q2["psnr_vs"]["jpeg"] == pytest.approx(3.0)  # jpeg at 0.3 bpp: 26 dB
+    assert q2["psnr_vs"]["mbt (published)"] == pytest.approx(0.0)  # 29 dB at 0.3 bpp
+    assert standings[0]["psnr_vs"]["jpeg"] is None  # 0.1 bpp: below jpeg's range
+    head, body = standings_cells(standings)
+    assert head[-2:] == ["vs jpeg", "vs mbt (published)"] and body[0][-2:] == ["n/a", "-2.00"]
+    (bd,) = reference_bd(rows, ["vq", "jpeg"])
+    assert (bd["codec"], bd["reference"]) == ("vq", "jpeg") and bd["bd_rate_psnr"] < -20  # far fewer bits

@@ -119,6 +119,81 @@ def baseline_comparison(rows: list[Measurement], codecs: list[str]) -> list[dict
     return out
 
 
+def level_curve(rows: list[Measurement], codec: str, setting: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """One rate point of a codec, as a (bpp, metric) curve of one point."""
+    return curve([r for r in rows if r.setting == setting], codec, metric)
+
+
+def published_curve(data: dict, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """A published anchor's (bpp, PSNR or MS-SSIM dB) curve, or None where it has no such numbers."""
+    if metric == "psnr":
+        return np.array(data["bpp"]), np.array(data["psnr"])
+    if not data.get("ms_ssim"):
+        return None
+    return np.array(data["bpp"]), -10 * np.log10(1 - np.array(data["ms_ssim"]))
+
+
+def level_standings(rows: list[Measurement], codecs: list[str], anchors: dict[str, dict]) -> list[dict]:
+    """Where each level of each learned codec stands: its PSNR minus each reference's at the same
+    rate (the reference interpolated; None outside its measured range), references being the
+    classical codecs of this run and the published curves."""
+    references = {c: curve(rows, c, "psnr") for c in codecs if c in CLASSICAL}
+    references |= {name: published_curve(data, "psnr") for name, data in anchors.items()}
+    out = []
+    for codec in [c for c in codecs if c not in CLASSICAL]:
+        settings = sorted(
+            {r.setting for r in rows if r.codec == codec}, key=lambda s: level_curve(rows, codec, s, "psnr")
+        )
+        for setting in settings:
+            point = level_curve(rows, codec, setting, "psnr")
+            out.append(
+                {
+                    "codec": codec,
+                    "setting": setting,
+                    "bpp": float(point[0][0]),
+                    "psnr": float(point[1][0]),
+                    "ms_ssim_db": float(level_curve(rows, codec, setting, "ms_ssim_db")[1][0]),
+                    "psnr_vs": {name: delta_at_rate(ref, point) for name, ref in references.items()},
+                }
+            )
+    return out
+
+
+def reference_bd(rows: list[Measurement], codecs: list[str]) -> list[dict]:
+    """BD-rate of every learned codec against every classical one, in PSNR and in MS-SSIM (dB)."""
+    out = []
+    for codec in [c for c in codecs if c not in CLASSICAL]:
+        for ref in [c for c in codecs if c in CLASSICAL]:
+            psnr = bd_metrics(curve(rows, ref, "psnr"), curve(rows, codec, "psnr"))
+            ms = bd_metrics(curve(rows, ref, "ms_ssim_db"), curve(rows, codec, "ms_ssim_db"))
+            out.append(
+                {"codec": codec, "reference": ref, "bd_rate_psnr": psnr["bd_rate"], "bd_rate_ms_ssim": ms["bd_rate"]}
+            )
+    return out
+
+
+def standings_cells(standings: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the per-level table."""
+    refs = list(standings[0]["psnr_vs"]) if standings else []
+    head = ["codec", "level", "bpp", "PSNR (dB)", "MS-SSIM (dB)", *[f"vs {r}" for r in refs]]
+    body = [
+        [s["codec"], s["setting"], f"{s['bpp']:.3f}", f"{s['psnr']:.2f}", f"{s['ms_ssim_db']:.2f}"]
+        + ["n/a" if s["psnr_vs"][r] is None else f"{s['psnr_vs'][r]:+.2f}" for r in refs]
+        for s in standings
+    ]
+    return head, body
+
+
+def bd_cells(bd: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the learned-against-classical BD-rate table."""
+    head = ["codec", "reference", "BD-rate (PSNR)", "BD-rate (MS-SSIM dB)"]
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:+.1f}%"
+
+    return head, [[b["codec"], b["reference"], pct(b["bd_rate_psnr"]), pct(b["bd_rate_ms_ssim"])] for b in bd]
+
+
 def plot(rows: list[Measurement], codecs: list[str], anchors: dict[str, dict], metric: str, path: Path) -> None:
     import matplotlib
 
@@ -130,11 +205,9 @@ def plot(rows: list[Measurement], codecs: list[str], anchors: dict[str, dict], m
         bpp, value = curve(rows, codec, metric)
         ax.plot(bpp, value, "o-", label=codec, linewidth=2 if codec in ("vq", "ae", "vae") else 1.2)
     for name, data in anchors.items():
-        if metric == "psnr":
-            ax.plot(data["bpp"], data["psnr"], "--", alpha=0.6, label=name)
-        elif data.get("ms_ssim"):
-            ms = np.array(data["ms_ssim"])
-            ax.plot(data["bpp"], -10 * np.log10(1 - ms), "--", alpha=0.6, label=name)
+        published = published_curve(data, metric)
+        if published is not None:
+            ax.plot(*published, "--", alpha=0.6, label=name)
     lo, hi = min(curve(rows, c)[0].min() for c in codecs), max(curve(rows, c)[0].max() for c in codecs)
     ax.set_xlim(0, min(hi, 2.0) * 1.05 if hi > lo else None)
     ax.set_xlabel("bits per pixel (whole file)")
@@ -192,7 +265,19 @@ def comparison_rows(comparison: list[dict]) -> list[list[str]]:
 COMPARISON_HEAD = ["codec", "baseline", "PSNR at the same bpp (dB)", "MS-SSIM (dB) at the same bpp", "BD-rate (PSNR)"]
 
 
-def write_markdown(table: list[dict], comparison: list[dict], anchor: str, dataset: str, out: Path) -> str:
+def markdown_table(head: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *["| " + " | ".join(r) + " |" for r in body]]
+
+
+def write_markdown(
+    table: list[dict],
+    comparison: list[dict],
+    standings: list[dict],
+    classical: list[dict],
+    anchor: str,
+    dataset: str,
+    out: Path,
+) -> str:
     lines = [
         f"# Rate-distortion report: {dataset}",
         "",
@@ -222,8 +307,13 @@ def write_markdown(table: list[dict], comparison: list[dict], anchor: str, datas
         )
     if comparison:
         lines += ["", "Against the scalar-quantization baselines (difference over the baseline at the same rate):", ""]
-        lines += ["| " + " | ".join(COMPARISON_HEAD) + " |", "|---|---|---|---|---|"]
-        lines += ["| " + " | ".join(cells) + " |" for cells in comparison_rows(comparison)]
+        lines += markdown_table(COMPARISON_HEAD, comparison_rows(comparison))
+    if classical:
+        lines += ["", "Learned codecs against every classical codec (BD-rate over the overlapping range):", ""]
+        lines += markdown_table(*bd_cells(classical))
+    if standings:
+        lines += ["", "Each level: PSNR minus the reference's at the same bpp (dB; n/a: outside its range):", ""]
+        lines += markdown_table(*standings_cells(standings))
     lines += ["", "![PSNR](rd-psnr.png)", "", "![MS-SSIM](rd-msssim.png)", ""]
     text = "\n".join(lines)
     (out / "report.md").write_text(text)
@@ -233,6 +323,8 @@ def write_markdown(table: list[dict], comparison: list[dict], anchor: str, datas
 def write_html(
     markdown_table: list[dict],
     comparison: list[dict],
+    standings: list[dict],
+    classical: list[dict],
     rows: list[Measurement],
     tiles: list[dict],
     anchor: str,
@@ -287,6 +379,12 @@ def write_html(
         against = "<h2>Against the scalar-quantization baselines</h2>" + table(
             COMPARISON_HEAD, comparison_rows(comparison)
         )
+    if classical:
+        against += "<h2>Learned codecs against the classical ones</h2>" + table(*bd_cells(classical))
+    if standings:
+        against += "<h2>Each level against the references (PSNR difference at the same bpp, dB)</h2>" + table(
+            *standings_cells(standings)
+        )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>vqcodec RD report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #ccc;padding:3px 6px}}figure{{display:inline-block;margin:4px}}
@@ -327,6 +425,7 @@ def run_eval(
     anchors = published_anchors(Path(anchors_dir)) if anchors_dir else {}
     table = summary_table(rows, codecs, anchor)
     comparison = baseline_comparison(rows, codecs)
+    standings, bd = level_standings(rows, codecs, anchors), reference_bd(rows, codecs)
     plot(rows, codecs, anchors, "psnr", out_dir / "rd-psnr.png")
     plot(rows, codecs, anchors, "ms_ssim_db", out_dir / "rd-msssim.png")
     tiles = gallery(rows, files, codecs, out_dir)
@@ -336,11 +435,13 @@ def run_eval(
         "anchor": anchor,
         "summary": table,
         "against_baselines": comparison,
+        "against_classical": bd,
+        "levels": standings,
         "published_anchors": anchors,
         "machine": {"python": platform.python_version(), "cpu": platform.processor()},
         "measurements": as_dicts(rows),
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
-    write_markdown(table, comparison, anchor, Path(dataset).name, out_dir)
-    write_html(table, comparison, rows, tiles, anchor, Path(dataset).name, out_dir)
+    write_markdown(table, comparison, standings, bd, anchor, Path(dataset).name, out_dir)
+    write_html(table, comparison, standings, bd, rows, tiles, anchor, Path(dataset).name, out_dir)
     return report
