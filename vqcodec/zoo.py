@@ -65,6 +65,7 @@ def save_weights(
     header.update({k: json.dumps(v) for k, v in meta.items()})
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=header)
+    tmp.chmod(0o644)  # readable by everyone, like the other package files (save_file creates it private)
     tmp.replace(path)
     return read_info(path)
 
