@@ -57,9 +57,13 @@ def test_shipped_models_carry_their_numbers():
             assert {"vqvae_config", "prior_config"} <= set(info.meta) and "kodak_codebook_usage" in info.metrics
         else:
             assert info.meta["ae_config"]["hyper"] > 0 if info.family == "vae" else info.meta["ae_config"]["hyper"] == 0
-    for family in ("ae", "vae"):  # rate rises with the level, as --target-bpp assumes
+    for family, count in (("vq", 6), ("ae", 4), ("vae", 4)):  # rate rises with the level, as --target-bpp assumes
         rates = [i.metrics["kodak_bpp"] for i in infos if i.family == family]
-        assert len(rates) >= 4 and rates == sorted(rates)
+        assert len(rates) >= count and rates == sorted(rates)
+    vq = [i for i in infos if i.family == "vq"]
+    assert vq[0].metrics["kodak_bpp"] < 0.1 and vq[-1].metrics["kodak_bpp"] > 0.9  # the ladder spans 0.05-1 bpp
+    for info in vq:  # dead codes are rate thrown away
+        assert info.metrics["kodak_codebook_usage"] > 0.9, info.path.name
 
 
 def test_every_shipped_level_round_trips_a_sample():
