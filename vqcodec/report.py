@@ -141,11 +141,8 @@ def level_standings(rows: list[Measurement], codecs: list[str], anchors: dict[st
     references |= {name: published_curve(data, "psnr") for name, data in anchors.items()}
     out = []
     for codec in [c for c in codecs if c not in CLASSICAL]:
-        settings = sorted(
-            {r.setting for r in rows if r.codec == codec}, key=lambda s: level_curve(rows, codec, s, "psnr")
-        )
-        for setting in settings:
-            point = level_curve(rows, codec, setting, "psnr")
+        points = {s: level_curve(rows, codec, s, "psnr") for s in {r.setting for r in rows if r.codec == codec}}
+        for setting, point in sorted(points.items(), key=lambda item: float(item[1][0][0])):
             out.append(
                 {
                     "codec": codec,
