@@ -81,3 +81,16 @@ def test_target_bpp_picks_the_highest_level_at_or_under_the_target(tiny_ladder):
         vqcodec.compress(img, model="ladder", target_bpp=sizes[0] * 0.5)
     with pytest.raises(vqcodec.VQCodecError, match="not both"):
         vqcodec.compress(img, model="ladder", quality=1, target_bpp=1.0)
+
+
+def test_decompress_with_a_named_model_finds_the_level_by_id(tiny_ladder):
+    img = smooth_image(32, 48)
+    data = vqcodec.compress(img, model="ladder", quality=3)
+    expected = np.asarray(vqcodec.decompress(data))
+    assert np.array_equal(np.asarray(vqcodec.decompress(data, model="ladder")), expected)
+    header, payload = unpack(data)
+    renumbered = pack(Header(header.family, 1, header.model_id, header.width, header.height, header.mode), payload)
+    assert np.array_equal(np.asarray(vqcodec.decompress(renumbered, model="ladder")), expected)  # the id decides
+    stranger = pack(Header(header.family, 3, b"\xde\xad\xbe\xef", header.width, header.height, header.mode), payload)
+    with pytest.raises(vqcodec.BitstreamError, match="not by this codec"):
+        vqcodec.decompress(stranger, model="ladder")
