@@ -114,6 +114,17 @@ def test_a_new_level_starts_from_a_trained_one(folders, tmp_path):
     assert torch.equal(same.state_dict()["quantizer.codebook"], source["quantizer.codebook"])
 
 
+def test_a_new_level_starts_from_a_shipped_weights_file(tiny_weights):
+    from vqcodec.codec import prefixed
+    from vqcodec.zoo import load_tensors
+
+    model = VQVAE(TINY_VQVAE)
+    origin = warm_start(model, tiny_weights)
+    assert origin["weights"] == "tiny-q1" and origin["model"]["codebook_size"] == TINY_VQVAE.codebook_size
+    shipped = prefixed(load_tensors(read_info(tiny_weights)), "vqvae.")
+    assert all(torch.equal(v, shipped[k]) for k, v in model.state_dict().items())
+
+
 def test_decoder_finetuning_keeps_the_indices(folders, tmp_path):
     vq_dir = tmp_path / "vq"
     trained = train_vqvae(TINY_VQVAE, config(folders, vq_dir, 2))

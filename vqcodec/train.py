@@ -252,10 +252,11 @@ def warm_start(model: VQVAE, source: str) -> dict:
         config, state = load_run(source)
         origin = {"run": str(source), "model": config["model"], "train": config["train"]}
     else:
+        from vqcodec.codec import prefixed
         from vqcodec.zoo import load_tensors, read_info
 
         info = read_info(source)
-        state = {k.removeprefix("vqvae."): v for k, v in load_tensors(info).items() if k.startswith("vqvae.")}
+        state = prefixed(load_tensors(info), "vqvae.")
         origin = {
             "weights": f"{info.name}-q{info.quality}",
             "id": info.model_id.hex(),
@@ -485,7 +486,7 @@ def export_codec(
     stages = {"vqvae": vq_cfg["train"], "prior": prior_cfg["train"]}
     if vq_cfg.get("base"):  # a decoder fine-tuning run on top of a VQ-VAE run
         stages = {"vqvae": vq_cfg["base"]["train"], "decoder": vq_cfg["train"], "prior": prior_cfg["train"]}
-    first = vq_cfg["base"] if vq_cfg.get("base") else vq_cfg
+    first = vq_cfg.get("base") or vq_cfg  # the VQ-VAE run, under a decoder run if there is one
     meta = {
         "training": {
             "data": TRAINING_DATA,
