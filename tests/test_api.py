@@ -47,7 +47,7 @@ def test_decompress_refuses_what_it_cannot_decode():
     data = vqcodec.compress(np.zeros((8, 8, 3), dtype=np.uint8))
     header, payload = unpack(data)
     stranger = pack(Header("vq", header.quality, b"\xde\xad\xbe\xef", 8, 8, "RGB"), payload)
-    with pytest.raises(vqcodec.BitstreamError, match="unknown model"):
+    with pytest.raises(vqcodec.ModelError, match="unknown model"):
         vqcodec.decompress(stranger)
     assert issubclass(vqcodec.BitstreamError, vqcodec.VQCodecError)
 

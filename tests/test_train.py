@@ -2,6 +2,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -241,3 +242,42 @@ def test_mixed_precision_training_keeps_the_sensitive_parts_in_float32(folders, 
     logged = lines(tmp_path / "run" / "metrics.jsonl")
     assert all(math.isfinite(v) for m in logged for k, v in m.items() if k.startswith(("psnr", "val_")))
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_decoder_of_a_weights_file_is_finetuned_and_its_files_still_decode(
+    folders, tmp_path, tiny_weights, monkeypatch
+):
+    """Fine-tuning a shipped level's decoder keeps its indices and prior, so the new weights
+    supersede the old: files made by the old model decode with the new one."""
+    from vqcodec import api, zoo
+
+    old = read_info(tiny_weights)
+    old_codec = VQCodec.from_weights(old)
+    data = old_codec.compress(smooth_image(40, 48))
+    finetune_decoder(load_vqvae(tiny_weights), config(folders, tmp_path / "dec", 3), tiny_weights)
+    new = export_codec(str(tmp_path / "dec"), tiny_weights, "tiny", 1, str(tmp_path / "new.safetensors"), None)
+
+    training = new.meta["training"]
+    assert training["steps"]["decoder"] == 3 and training["budget"]["decoder"]["core_hours"] > 0
+    assert training["budget"]["decoder"]["precision"] in ("bfloat16", "float32")
+    assert new.meta["supersedes"] == [{"id": old.model_id.hex(), "quality": 1, "release": "0.1.0"}]
+    assert new.model_id != old.model_id and old.model_id in new.decodes
+
+    monkeypatch.setattr(zoo, "shipped", lambda: (new,))
+    api._load.cache_clear()
+    decoded = api.decompress(data)
+    new_codec = VQCodec.from_weights(new)
+    assert decoded.size == (48, 40)
+    assert np.array_equal(
+        np.asarray(decoded), new_codec.synthesize(new_codec.analyze(Image.fromarray(smooth_image(40, 48))), 40, 48)
+    )
+    assert new_codec.compress(smooth_image(40, 48))[21:] == data[21:]  # same payload, new model id in the header
+    api._load.cache_clear()
+
+
+def test_a_retrained_encoder_supersedes_nothing(folders, tmp_path, tiny_weights):
+    train_vqvae(TINY_VQVAE, config(folders, tmp_path / "vq", 2), init=tiny_weights)
+    info = export_codec(str(tmp_path / "vq"), tiny_weights, "tiny", 1, str(tmp_path / "x.safetensors"), None)
+    assert info.meta["supersedes"] == [] and info.decodes == {info.model_id}
+    assert info.meta["training"]["init"]["weights"] == "tiny-q1"
+    assert info.meta["training"]["budget"]["vqvae"]["core_hours"] > 0

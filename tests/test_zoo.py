@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,32 @@ def test_every_shipped_level_round_trips_a_sample():
         out = vqcodec.decompress(data)
         assert out.size == img.size and vqcodec.format.unpack(data)[0].model_id == info.model_id
         assert np.abs(np.asarray(out, dtype=int) - np.asarray(img)).mean() < 30  # a trained model, not noise
+
+
+def test_a_retired_model_names_the_release_that_decodes_its_files(tiny_codec, monkeypatch, tmp_path):
+    from vqcodec import zoo
+    from vqcodec.api import decompress
+
+    data = tiny_codec.compress(torch.zeros(8, 8, 3, dtype=torch.uint8).numpy())
+    retired = tmp_path / "retired.json"
+    retired.write_text(
+        json.dumps({"retired": {tiny_codec.info.model_id.hex(): {"family": "vq", "quality": 3, "version": "0.1.0"}}})
+    )
+    monkeypatch.setattr(zoo, "RETIRED_FILE", retired)
+    monkeypatch.setattr(zoo, "shipped", lambda: ())
+    zoo.retired.cache_clear()
+    try:
+        with pytest.raises(
+            ModelError, match=r"vq q3 \(id [0-9a-f]{8}\), a model retired after vqcodec 0.1.0: .*vqcodec==0.1.0"
+        ):
+            decompress(data)
+    finally:
+        zoo.retired.cache_clear()
+
+
+def test_every_retired_id_is_no_longer_shipped():
+    from vqcodec.zoo import retired
+
+    shipped_ids = {i.model_id.hex() for i in shipped()}
+    assert all(len(bytes.fromhex(k)) == 4 for k in retired())
+    assert not shipped_ids & set(retired())

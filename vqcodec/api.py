@@ -9,9 +9,9 @@ from PIL import Image
 
 from vqcodec.codec import MAX_PIXELS, BaselineCodec, Codec, VQCodec
 from vqcodec.errors import BitstreamError, ModelError, VQCodecError
-from vqcodec.format import parse_header
+from vqcodec.format import unpack
 from vqcodec.images import ImageLike, prepare
-from vqcodec.zoo import DEFAULT_MODEL, WeightsInfo, find, find_by_id, levels
+from vqcodec.zoo import DEFAULT_MODEL, WeightsInfo, find, find_by_id, levels, missing_model_error
 
 CODECS = {"vq": VQCodec, "ae": BaselineCodec, "vae": BaselineCodec}
 
@@ -85,15 +85,12 @@ def decompress(
     """Decode .vqc bytes with the shipped model that made them (or with ``model``, a name or weights file)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BitstreamError(f"expected bytes, got {type(data).__name__}")
-    header, _ = parse_header(bytes(data))
-    if model is not None:  # the level of that model with the file's id (another one refuses the file)
+    header, payload = unpack(data)
+    if model is not None:  # the level of that model that decodes the file's id (another one refuses the file)
         found = levels(model)
-        info = next((i for i in found if i.model_id == header.model_id), found[0])
-        return _load(info, resolve_device(device)).decompress(bytes(data), max_pixels=max_pixels)
-    info = find_by_id(header.family, header.model_id)
-    if info is None:
-        raise BitstreamError(
-            f"unknown model: the file was made by {header.family} q{header.quality} "
-            f"(id {header.model_id.hex()}), which is not installed"
-        )
-    return _load(info, resolve_device(device)).decompress(bytes(data), max_pixels=max_pixels)
+        info = next((i for i in found if header.model_id in i.decodes), found[0])
+    else:
+        info = find_by_id(header.family, header.model_id)
+        if info is None:
+            raise missing_model_error(header.family, header.quality, header.model_id)
+    return _load(info, resolve_device(device)).decode_file(header, payload, max_pixels)

@@ -354,9 +354,9 @@ def train_options(f):
             ),
             click.option(
                 "--amp/--no-amp",
-                default=False,
-                show_default=True,
-                help="bfloat16 autocast for the transforms (quantizer, densities and losses stay float32).",
+                default=None,
+                help="bfloat16 autocast and channels-last for the transforms (quantizer, densities and losses "
+                "stay float32); default: on where the device computes bfloat16 natively (AVX512-BF16, AMX, GPUs).",
             ),
             click.option(
                 "--config",
@@ -409,16 +409,16 @@ def train_vqvae_cmd(ctx, init_from, config_file, **options) -> None:
 
 
 @train.command("decoder")
-@click.option("--vqvae", "vqvae_dir", required=True, help="Run directory of the trained VQ-VAE.")
+@click.option("--vqvae", "vqvae_src", required=True, help="The trained VQ-VAE: a run directory or a VQ weights file.")
 @train_options
 @click.pass_context
-def train_decoder_cmd(ctx, vqvae_dir, config_file, **options) -> None:
+def train_decoder_cmd(ctx, vqvae_src, config_file, **options) -> None:
     """Optional stage: more decoder-only steps (encoder and codebook frozen, so indices do not change)."""
     from vqcodec.models.vqvae import VQVAEConfig
-    from vqcodec.train import finetune_decoder, load_run, load_vqvae
+    from vqcodec.train import finetune_decoder, load_vqvae
 
     _, cfg = stage_configs(config_file, VQVAEConfig, options, ctx)
-    finetune_decoder(load_vqvae(vqvae_dir), cfg, base=load_run(vqvae_dir)[0])
+    finetune_decoder(load_vqvae(vqvae_src), cfg, vqvae_src)
 
 
 @train.command("prior")
@@ -461,8 +461,10 @@ baseline_command("vae", 64)
 
 
 @train.command("export")
-@click.option("--vqvae", "vqvae_dir", help="VQ codec: run directory of the trained VQ-VAE.")
-@click.option("--prior", "prior_dir", help="VQ codec: run directory of the trained prior.")
+@click.option("--vqvae", "vqvae_dir", help="VQ codec: the trained VQ-VAE (run directory or weights file).")
+@click.option(
+    "--prior", "prior_dir", help="VQ codec: the trained prior (run directory, or a weights file of the same indices)."
+)
 @click.option("--run", "run_dir", help="AE or VAE codec: run directory of the trained model.")
 @click.option("--name", default=None, help="Model name (default: the family, vq, ae or vae).")
 @click.option("--quality", type=int, required=True)

@@ -32,7 +32,7 @@ from PIL import Image
 
 from vqcodec import entropy
 from vqcodec.errors import BitstreamError, ModelError
-from vqcodec.format import Header, pack, parse_header, unpack
+from vqcodec.format import Header, pack, unpack
 from vqcodec.images import ImageLike, prepare
 from vqcodec.models.ae import (
     AEConfig,
@@ -127,10 +127,12 @@ class Codec:
 
     def decompress(self, data: bytes, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
         """Decode .vqc bytes made by this codec's model into a PIL image."""
-        header, _ = parse_header(data)
+        return self.decode_file(*unpack(data), max_pixels)
+
+    def decode_file(self, header: Header, payload: bytes, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+        """Decode a parsed .vqc file (see ``format.unpack``) into a PIL image."""
         check_size(header, max_pixels)
-        header, payload = unpack(data)
-        if (header.family, header.model_id) != (self.family, self.info.model_id):
+        if header.family != self.family or header.model_id not in self.info.decodes:
             raise BitstreamError(
                 f"file was made by model {header.family} q{header.quality} id {header.model_id.hex()}, "
                 f"not by this codec ({self.info.name} q{self.info.quality} id {self.info.model_id.hex()})"

@@ -113,7 +113,7 @@ def parse_header(data: bytes) -> tuple[Header, int]:
 
 
 def unpack(data: bytes) -> tuple[Header, bytes]:
-    """Parse .vqc bytes -> (header, payload), checking length and CRC-32."""
+    """Parse .vqc bytes (bytes, bytearray or memoryview) -> (header, payload), checking length and CRC-32."""
     data = bytes(data)
     header, start = parse_header(data)
     if len(data) < start:

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from vqcodec import __version__
 from vqcodec.data import CropDataset, image_files, load_rgb, shard_items, to_tensor
 from vqcodec.models.ae import AEConfig, make_model
 from vqcodec.models.prior import PixelCNNPrior, PriorConfig, cross_entropy_bits
@@ -53,7 +54,7 @@ class TrainConfig:
     scales: tuple[float, ...] = (0.5, 0.75)  # training images are downscaled by these factors
     ema: float = 0.998  # decay of the moving average of the weights that is validated and exported (0: off)
     device: str = "auto"  # cpu, cuda, or auto (cuda when available)
-    amp: bool = False  # bfloat16 autocast for the transforms; quantizer, densities and losses stay float32
+    amp: bool | None = None  # bfloat16 autocast for the transforms (None: where the device has bfloat16 units)
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
@@ -77,6 +78,13 @@ def train_device(cfg: TrainConfig) -> torch.device:
     if not cuda:
         return torch.device("cpu")
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (AVX512-BF16 or AMX on a CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def start_distributed(device: torch.device) -> tuple[int, int]:
@@ -116,7 +124,11 @@ class Run:
         self.cfg = cfg
         self.device = train_device(cfg)
         self.rank, self.world = start_distributed(self.device)
-        self.model = model.to(self.device)
+        if cfg.amp is None:
+            cfg.amp = bf16_supported(self.device)
+        # bfloat16 convolutions on a CPU run fastest channels-last (oneDNN); a no-op for the prior's linear layers
+        self.memory_format = torch.channels_last if cfg.amp and self.device.type == "cpu" else torch.preserve_format
+        self.model = model.to(self.device, memory_format=self.memory_format)
         # the module the loop calls: under torchrun, DDP averages its gradients across ranks
         self.net = DistributedDataParallel(model) if self.world > 1 else model
         self.opt = torch.optim.Adam(param_groups(model), lr=cfg.lr)
@@ -126,6 +138,7 @@ class Run:
         self.ckpt = self.dir / "checkpoint.pt"
         self.gen = torch.Generator().manual_seed(cfg.seed + self.rank)
         self.step = 0
+        self.budget = {"seconds": 0.0, "core_seconds": 0.0}  # wall and core time of every step so far, all sessions
         if self.ckpt.exists():
             state = torch.load(self.ckpt, weights_only=False, map_location=self.device)
             model.load_state_dict(state["model"])
@@ -134,6 +147,7 @@ class Run:
             gens = state["gen"] if isinstance(state["gen"], list) else [state["gen"]]
             self.gen.set_state(gens[self.rank % len(gens)].cpu())
             self.step = state["step"]
+            self.budget = state.get("budget", self.budget)
             if self.average is not None and "average" in state:
                 self.average.module.load_state_dict(state["average"])
                 self.average.n_averaged.fill_(state["averaged_steps"])
@@ -142,12 +156,27 @@ class Run:
                 {"model": model_config, "train": asdict(cfg), "world_size": self.world, **extra}, indent=2
             )
             (self.dir / "config.json").write_text(text)
+        self.clock = time.perf_counter()
         self.bar = tqdm(total=cfg.steps, initial=self.step, desc=desc, dynamic_ncols=True, disable=self.rank > 0)
 
     def data(self, folder: str) -> CropDataset:
         """The training images of this rank (all of them on one process)."""
         cfg = self.cfg
         return CropDataset(folder, cfg.crop, tuple(cfg.scales), limit=cfg.data_limit, shard=(self.rank, self.world))
+
+    def batch(self, data: CropDataset) -> torch.Tensor:
+        """The next training batch, on the run's device and in its memory format."""
+        return data.batch(self.cfg.batch, self.gen).to(self.device, memory_format=self.memory_format)
+
+    def tick(self) -> None:
+        """Add the time since the last tick to the budget (core time: times this process's threads)."""
+        now = time.perf_counter()
+        seconds, self.clock = now - self.clock, now
+        threads = 1 if self.device.type == "cuda" else torch.get_num_threads()
+        self.budget = {
+            "seconds": self.budget["seconds"] + seconds,
+            "core_seconds": self.budget["core_seconds"] + seconds * threads * self.world,
+        }
 
     @property
     def running(self) -> bool:
@@ -193,8 +222,9 @@ class Run:
             dist.all_gather_object(gens, self.gen.get_state())
         if self.rank > 0:
             return
+        self.tick()
         tmp = self.ckpt.with_suffix(".tmp")
-        state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": gens}
+        state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": gens, "budget": self.budget}
         if self.average is not None:
             state |= {"average": self.final.state_dict(), "averaged_steps": int(self.average.n_averaged)}
         torch.save(state | {"step": self.step}, tmp)
@@ -203,8 +233,10 @@ class Run:
     def log(self, **metrics: float) -> None:
         if self.rank > 0:
             return
+        self.tick()
+        core_hours = self.budget["core_seconds"] / 3600
         with open(self.dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"step": self.step, "time": time.time(), **metrics}) + "\n")
+            f.write(json.dumps({"step": self.step, "time": time.time(), "core_hours": core_hours, **metrics}) + "\n")
 
 
 def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -240,6 +272,23 @@ def validate_vqvae(model: VQVAE, folder: str, limit: int) -> dict[str, float]:
     }
 
 
+def read_vqvae(source: str | Path) -> tuple[dict, dict, dict]:
+    """(model config, state dict, origin) of a trained VQ-VAE: a run directory or a VQ weights file.
+
+    The origin names the source (run directory, or weights name and id) for the metadata of
+    whatever is trained from it next."""
+    if Path(source).is_dir():
+        config, state = load_run(source)
+        return config["model"], state, {"run": str(source), "model": config["model"], "train": config["train"]}
+    from vqcodec.codec import prefixed
+    from vqcodec.zoo import load_tensors, read_info
+
+    info = read_info(source)
+    state = {k: v.float() for k, v in prefixed(load_tensors(info), "vqvae.").items()}
+    origin = {"weights": f"{info.name}-q{info.quality}", "id": info.model_id.hex(), "model": info.meta["vqvae_config"]}
+    return info.meta["vqvae_config"], state, origin
+
+
 def warm_start(model: VQVAE, source: str) -> dict:
     """Copy a trained VQ-VAE's weights (a run directory or a VQ weights file) into ``model``
     wherever names and shapes agree, and return what the source was (for the metadata).
@@ -248,20 +297,7 @@ def warm_start(model: VQVAE, source: str) -> dict:
     level starts from a trained one: its new stride-2 stages start random, and a codebook of
     another size is initialized by k-means on the first batch's encoder outputs.
     """
-    if Path(source).is_dir():
-        config, state = load_run(source)
-        origin = {"run": str(source), "model": config["model"], "train": config["train"]}
-    else:
-        from vqcodec.codec import prefixed
-        from vqcodec.zoo import load_tensors, read_info
-
-        info = read_info(source)
-        state = prefixed(load_tensors(info), "vqvae.")
-        origin = {
-            "weights": f"{info.name}-q{info.quality}",
-            "id": info.model_id.hex(),
-            "model": info.meta["vqvae_config"],
-        }
+    _, state, origin = read_vqvae(source)
     own = model.state_dict()
     if state.get("quantizer.codebook", torch.empty(0)).shape != own["quantizer.codebook"].shape:
         state = {k: v for k, v in state.items() if not k.startswith("quantizer.")}
@@ -279,7 +315,7 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig, init: str | None = Non
     run = Run(cfg, model, model_cfg.to_dict(), "vqvae", init=origin)
     data = run.data(cfg.data)
     while run.running:
-        x = data.batch(cfg.batch, run.gen).to(run.device)
+        x = run.batch(data)
         with run.autocast():
             y, idx, commitment = run.net(x)
         mse = F.mse_loss(y, x)
@@ -296,8 +332,9 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig, init: str | None = Non
     return run.final.eval()
 
 
-def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, base: dict | None = None) -> VQVAE:
-    """Train only the decoder of a trained VQ-VAE, encoder and codebook frozen.
+def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, source: str | None = None) -> VQVAE:
+    """Train only the decoder of a trained VQ-VAE, encoder and codebook frozen (``source``: where
+    it came from, a run directory or weights file, recorded for the export's metadata).
 
     The indices (and so the rate, and the prior trained on them) do not change, while the
     decoder gets more steps for the same time: its pass is about half of the model's cost.
@@ -306,10 +343,11 @@ def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, base: dict | None = None) -
     vqvae.eval()  # no EMA codebook updates
     for p in [*vqvae.encoder.parameters(), *vqvae.quantizer.parameters()]:
         p.requires_grad_(False)
-    run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base or {})
+    base = {"source": str(source), **read_vqvae(source)[2]} if source else {}
+    run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base)
     data = run.data(cfg.data)
     while run.running:
-        x = data.batch(cfg.batch, run.gen).to(run.device)
+        x = run.batch(data)
         with run.autocast():
             y, _, _ = run.net(x)  # in eval mode: decoder(codebook vectors of the fixed indices)
         mse = F.mse_loss(y, x)
@@ -354,7 +392,7 @@ def train_baseline(model_cfg: AEConfig, cfg: TrainConfig, init: str | None = Non
     run = Run(cfg, model, model_cfg.to_dict(), model_cfg.family, init=load_run(init)[0] if init else {})
     data = run.data(cfg.data)
     while run.running:
-        x = data.batch(cfg.batch, run.gen).to(run.device)
+        x = run.batch(data)
         with run.autocast():
             y, rate = run.net(x)
         mse, bpp = F.mse_loss(y, x), rate / (x.shape[0] * x.shape[2] * x.shape[3])
@@ -458,11 +496,27 @@ def load_run(out: str | Path) -> tuple[dict, dict]:
     return config, state.get("average", state["model"])
 
 
-def load_vqvae(out: str | Path) -> VQVAE:
-    config, state = load_run(out)
-    model = VQVAE(VQVAEConfig(**config["model"]))
+def load_vqvae(source: str | Path) -> VQVAE:
+    """A trained VQ-VAE from a run directory or a VQ weights file, in eval mode."""
+    config, state, _ = read_vqvae(source)
+    model = VQVAE(VQVAEConfig(**config))
     model.load_state_dict(state)
     return model.eval()
+
+
+def run_budget(out: str | Path) -> dict:
+    """Training time of a run directory: wall seconds, core-hours, threads' precision."""
+    state = torch.load(Path(out) / "checkpoint.pt", weights_only=False, map_location="cpu")
+    config = json.loads((Path(out) / "config.json").read_text())
+    budget = state.get("budget")
+    if budget is None:
+        return {"recorded": False}
+    return {
+        "seconds": round(budget["seconds"], 1),
+        "core_hours": round(budget["core_seconds"] / 3600, 6),
+        "precision": "bfloat16" if config["train"].get("amp") else "float32",
+        "device": config["train"].get("device", "cpu"),
+    }
 
 
 def load_prior(out: str | Path) -> PixelCNNPrior:
@@ -473,36 +527,108 @@ def load_prior(out: str | Path) -> PixelCNNPrior:
     return prior.eval()
 
 
-def export_codec(
-    vqvae_dir: str, prior_dir: str, name: str, quality: int, out: str, kodak: str | None, is_default: bool = False
-):
-    """Write a shipped VQ codec and measure it on ``kodak`` (evaluation only, never tuning)."""
-    from vqcodec.codec import VQCodec, save_vq_weights
+def add_stage(training: dict, kind: str, train: dict, budget: dict) -> dict:
+    """``training`` with one more stage (named ``kind``, or ``kind-2``... when it is a repeat):
+    its configuration, steps and budget (core-hours, precision)."""
+    steps = training.get("steps", {})
+    name = next(n for n in (kind, *(f"{kind}-{i}" for i in range(2, 100))) if n not in steps)
+    return {
+        **training,
+        "steps": {**steps, name: train["steps"]},
+        name: train,
+        "budget": {**training.get("budget", {}), name: budget},
+    }
+
+
+def stage_names(training: dict, kind: str) -> list[str]:
+    """The stages of ``kind`` in a training record (``prior``, ``prior-2``, ...)."""
+    return [n for n in training.get("steps", {}) if n == kind or n.startswith(f"{kind}-")]
+
+
+def without_stages(training: dict, kind: str) -> dict:
+    """A training record less its stages of ``kind``."""
+    drop = stage_names(training, kind)
+    out = {k: v for k, v in training.items() if k not in drop}
+    for key in ("steps", "budget"):
+        if key in training:
+            out[key] = {k: v for k, v in training[key].items() if k not in drop}
+    return out
+
+
+def training_record(source: str | Path) -> dict:
+    """Every stage that made a VQ-VAE (a run directory, with the runs or weights it started
+    from, or a weights file), without the prior's: steps, configuration, budget, first weights."""
+    if not Path(source).is_dir():
+        from vqcodec.zoo import read_info
+
+        return without_stages(read_info(source).meta.get("training", {}), "prior")
+    config = json.loads((Path(source) / "config.json").read_text())
+    if config.get("base"):  # a decoder fine-tuning of another VQ-VAE
+        return add_stage(training_record(config["base"]["source"]), "decoder", config["train"], run_budget(source))
+    record = {"data": TRAINING_DATA, **({"init": config["init"]} if config.get("init") else {})}
+    return add_stage(record, "vqvae", config["train"], run_budget(source))
+
+
+def read_prior(source: str | Path) -> tuple[PriorConfig, dict[str, torch.Tensor], dict]:
+    """(config, integer tensors, training record of its stages) of a prior: the quantization-aware
+    run directory of ``train_prior``, or the prior of a VQ weights file (whose VQ-VAE made the same
+    indices, e.g. before decoder-only fine-tuning)."""
     from vqcodec.models.prior import IntegerPrior
 
-    vqvae, prior = load_vqvae(vqvae_dir), load_prior(prior_dir)
-    vq_cfg, _ = load_run(vqvae_dir)
-    prior_cfg, _ = load_run(prior_dir)
-    stages = {"vqvae": vq_cfg["train"], "prior": prior_cfg["train"]}
-    if vq_cfg.get("base"):  # a decoder fine-tuning run on top of a VQ-VAE run
-        stages = {"vqvae": vq_cfg["base"]["train"], "decoder": vq_cfg["train"], "prior": prior_cfg["train"]}
-    first = vq_cfg.get("base") or vq_cfg  # the VQ-VAE run, under a decoder run if there is one
-    meta = {
-        "training": {
-            "data": TRAINING_DATA,
-            "steps": {name: stage["steps"] for name, stage in stages.items()},
-            **stages,
-            **({"init": first["init"]} if first.get("init") else {}),
-        },
-        "default": is_default,
-        "metrics": {},
-    }
-    tensors = IntegerPrior.export(prior)
-    info = save_vq_weights(out, vqvae, tensors, prior.cfg, name, quality, meta)
+    if Path(source).is_dir():
+        prior = load_prior(source)
+        config = load_run(source)[0]
+        return prior.cfg, IntegerPrior.export(prior), add_stage({}, "prior", config["train"], run_budget(source))
+    from vqcodec.codec import prefixed
+    from vqcodec.zoo import load_tensors, read_info
+
+    info = read_info(source)
+    training = info.meta.get("training", {})
+    record = {k: v for k, v in training.items() if k in stage_names(training, "prior")}
+    for key in ("steps", "budget"):
+        record[key] = {k: v for k, v in training.get(key, {}).items() if k in record}
+    return PriorConfig(**info.meta["prior_config"]), prefixed(load_tensors(info), "prior."), record
+
+
+def superseded(vqvae: VQVAE, prior_src: str | Path) -> list[dict]:
+    """The earlier weights whose files a new model decodes: those of ``prior_src`` when it is a
+    weights file with the same encoder and codebook (so the same indices under the same prior:
+    decoder-only fine-tuning), and in turn the weights those superseded."""
+    if Path(prior_src).is_dir():
+        return []
+    from vqcodec.codec import prefixed
+    from vqcodec.zoo import load_tensors, read_info
+
+    info = read_info(prior_src)
+    old = prefixed(load_tensors(info), "vqvae.")
+    mine = vqvae.state_dict()
+    if any(not torch.equal(old[k].float(), v.float()) for k, v in mine.items() if not k.startswith("decoder.")):
+        return []
+    entry = {"id": info.model_id.hex(), "quality": info.quality, "release": info.meta.get("release", "0.1.0")}
+    return [entry, *info.meta.get("supersedes", [])]
+
+
+def export_codec(
+    vqvae_src: str, prior_src: str, name: str, quality: int, out: str, kodak: str | None, is_default: bool = False
+):
+    """Write a shipped VQ codec and measure it on ``kodak`` (evaluation only, never tuning).
+
+    ``vqvae_src`` and ``prior_src``: run directories or weights files (see ``read_prior``)."""
+    from vqcodec.codec import VQCodec, save_vq_weights
+
+    vqvae = load_vqvae(vqvae_src)
+    prior_cfg, tensors, prior_record = read_prior(prior_src)
+    training = training_record(vqvae_src)
+    for key in ("steps", "budget"):
+        training[key] = {**training.get(key, {}), **prior_record.pop(key, {})}
+    training.update(prior_record)
+    meta = {"training": training, "default": is_default, "metrics": {}, "release": __version__}
+    meta["supersedes"] = superseded(vqvae, prior_src)
+    info = save_vq_weights(out, vqvae, tensors, prior_cfg, name, quality, meta)
     if kodak:
         codec = VQCodec.from_weights(info)
         meta["metrics"] = {**kodak_metrics(codec, kodak, name, quality), **codebook_usage(codec, kodak)}
-        info = save_vq_weights(out, vqvae, tensors, prior.cfg, name, quality, meta)
+        info = save_vq_weights(out, vqvae, tensors, prior_cfg, name, quality, meta)
     return info
 
 

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from vqcodec.errors import ModelError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+RETIRED_FILE = WEIGHTS_DIR / "retired.json"
 DEFAULT_MODEL = "vq"
 
 
@@ -53,6 +54,13 @@ class WeightsInfo:
     @property
     def metrics(self) -> dict:
         return self.meta.get("metrics", {})
+
+    @property
+    def decodes(self) -> frozenset[bytes]:
+        """Ids of the files this model decodes: its own, and those of the earlier weights it
+        supersedes (same encoder, codebook and prior, so the same indices; a better decoder)."""
+        earlier = {bytes.fromhex(entry["id"]) for entry in self.meta.get("supersedes", [])}
+        return frozenset({self.model_id, *earlier})
 
 
 def save_weights(
@@ -133,12 +141,34 @@ def is_path(name: str) -> bool:
 
 
 def find_by_id(family: str, model_id: bytes) -> WeightsInfo | None:
-    """The shipped weights whose family and id match a .vqc header, if any.
+    """The shipped weights that decode a .vqc file of this family and model id, if any.
 
     The id, a hash of the tensors, is what identifies a model; the header's quality number is
     the level the model had when the file was written (the first vq model, once level 1, is
-    level 4 of the ladder now, and its files still decode)."""
-    for info in shipped():
-        if info.family == family and info.model_id == model_id:
-            return info
-    return None
+    level 4 of the ladder now, and its files still decode). A model's own files come first,
+    then those of the earlier weights it supersedes."""
+    candidates = [i for i in shipped() if i.family == family]
+    exact = [i for i in candidates if i.model_id == model_id]
+    return next(iter(exact or [i for i in candidates if model_id in i.decodes]), None)
+
+
+@lru_cache(maxsize=1)
+def retired() -> dict[str, dict]:
+    """Model ids that this release cannot decode: {id hex: {family, quality, version}}, where
+    ``version`` is the last vqcodec release that shipped the model."""
+    return json.loads(RETIRED_FILE.read_text())["retired"] if RETIRED_FILE.exists() else {}
+
+
+def missing_model_error(family: str, quality: int, model_id: bytes) -> ModelError:
+    """The error for a file whose model is not installed: a retired model names the release to install."""
+    old = retired().get(model_id.hex())
+    if old is not None:
+        return ModelError(
+            f"the file was made by {old['family']} q{old['quality']} (id {model_id.hex()}), a model retired after "
+            f"vqcodec {old['version']}: decode it with `pip install vqcodec=={old['version']}`, "
+            "or pass --model with that model's weights file"
+        )
+    return ModelError(
+        f"unknown model: the file was made by {family} q{quality} (id {model_id.hex()}), which is not installed "
+        "(pass --model with its weights file)"
+    )
