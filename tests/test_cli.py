@@ -1,4 +1,10 @@
+import io
 import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,3 +110,58 @@ def test_compress_to_a_target_rate(capsys, tmp_path, tiny_ladder):
     assert code == 1 and "cannot reach 0.001 bpp" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(capsys, "compress", str(img), "--model", "ladder", "-q", "1", "--target-bpp", "1", "--force")
     assert code == 1 and "not both" in err
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_outputs_get_the_usual_permissions(capsys, tmp_path, photo, tiny_weights, umask):
+    old = os.umask(umask)
+    try:
+        assert run(capsys, "compress", str(photo), "--model", tiny_weights)[0] == 0
+        out = tmp_path / "out.png"
+        assert run(capsys, "decompress", str(tmp_path / "photo.vqc"), "-o", str(out), "--model", tiny_weights)[0] == 0
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "photo.vqc", out):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_missing_output_directory_is_named(capsys, tmp_path, photo, tiny_weights):
+    target = tmp_path / "absent" / "x.vqc"
+    code, _, err = run(capsys, "compress", str(photo), "-o", str(target), "--model", tiny_weights)
+    assert code == 1 and f"output directory {tmp_path / 'absent'} does not exist" in err and ".tmp" not in err
+    run(capsys, "compress", str(photo), "--model", tiny_weights)
+    code, _, err = run(
+        capsys,
+        "decompress",
+        str(tmp_path / "photo.vqc"),
+        "-o",
+        str(tmp_path / "absent" / "x.png"),
+        "--model",
+        tiny_weights,
+    )
+    assert code == 1 and "does not exist" in err
+
+
+def test_a_pipe_from_standard_input_to_standard_output(tmp_path, photo, tiny_weights):
+    """cat a.png | vqcodec compress - -o - | vqcodec decompress - -o - > b.png"""
+    cmd = [sys.executable, "-m", "vqcodec"]
+    coded = subprocess.run(
+        [*cmd, "compress", "-", "-o", "-", "--model", tiny_weights], input=photo.read_bytes(), capture_output=True
+    )
+    assert coded.returncode == 0, coded.stderr
+    assert coded.stdout[:3] == b"VQC" and b"bpp" in coded.stderr
+    decoded = subprocess.run(
+        [*cmd, "decompress", "-", "-o", "-", "--model", tiny_weights], input=coded.stdout, capture_output=True
+    )
+    assert decoded.returncode == 0, decoded.stderr
+    img = Image.open(io.BytesIO(decoded.stdout))
+    assert img.format == "PNG" and img.size == (41, 30)
+    assert not (tmp_path / "-").exists() and not Path("-").exists()
+
+
+@pytest.mark.parametrize("module", ["bjontegaard", "matplotlib", "pytorch_msssim"])
+def test_eval_without_its_extras_names_the_install_command(capsys, tmp_path, monkeypatch, module):
+    monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError, as when it is not installed
+    code, _, err = run(capsys, "eval", str(tmp_path), "--codecs", "jpeg")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert module.replace("_", "-") in err and 'pip install "vqcodec[eval]"' in err and "internal error" not in err

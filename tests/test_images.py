@@ -1,4 +1,5 @@
 import io
+import struct
 import warnings
 
 import numpy as np
@@ -88,3 +89,41 @@ def test_not_an_image_is_named_in_the_error(tmp_path):
         prepare(np.zeros((4, 4, 3), dtype=np.float32))
     with pytest.raises(ImageError, match="cannot compress"):
         prepare(42)
+
+
+def crafted(kind: str) -> bytes:
+    """Files that make Pillow raise something other than OSError: a GIF whose screen claims
+    65535 x 65535 pixels (DecompressionBombError), a DDS in a pixel format Pillow lacks
+    (NotImplementedError)."""
+    if kind == "gif":
+        buf = io.BytesIO()
+        Image.new("P", (2, 2)).save(buf, "GIF")
+        gif = bytearray(buf.getvalue())
+        gif[6:10] = struct.pack("<HH", 65535, 65535)
+        desc = gif.index(b",", 13)
+        gif[desc + 5 : desc + 9] = struct.pack("<HH", 65535, 65535)
+        return bytes(gif)
+    header = bytearray(128)
+    header[:4] = b"DDS "
+    struct.pack_into("<IIIIIII", header, 4, 124, 0x1007, 4, 4, 0, 0, 0)
+    struct.pack_into("<II4s", header, 76, 32, 0x4, b"DX10")
+    return bytes(header) + struct.pack("<IIIII", 200, 3, 0, 1, 0) + bytes(64)
+
+
+@pytest.mark.parametrize(("kind", "why"), [("gif", "decompression-bomb limit"), ("dds", "NotImplementedError")])
+def test_every_failure_to_read_is_an_image_error_naming_the_file(tmp_path, kind, why):
+    path = tmp_path / f"crafted.{kind}"
+    path.write_bytes(crafted(kind))
+    with pytest.raises(ImageError, match=rf"crafted\.{kind}: .*{why}"):
+        prepare(path)
+
+
+def test_an_animation_is_coded_as_its_first_frame_with_a_warning(tmp_path):
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 0, 255))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match="anim.gif has 2 frames"):
+        rgb, _ = prepare(path)
+    assert rgb.getpixel((0, 0))[0] > 200  # red: the first frame
+    with pytest.warns(UserWarning, match="2 frames"):
+        prepare(Image.open(path))

@@ -2,7 +2,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 import vqcodec
 from vqcodec.errors import BitstreamError
@@ -26,3 +26,54 @@ def test_pillow_reports_corrupt_vqc_as_bitstream_error():
     data[-1] ^= 0xFF
     with Image.open(io.BytesIO(bytes(data))) as im, pytest.raises(BitstreamError, match="checksum"):
         im.load()
+
+
+@pytest.fixture
+def installed_tiny(tiny_weights, monkeypatch):
+    """The tiny codec installed as the only shipped model, so files made with it open by id."""
+    from vqcodec import api, zoo
+
+    monkeypatch.setattr(zoo, "shipped", lambda: (zoo.read_info(tiny_weights),))
+    api._load.cache_clear()
+    yield tiny_weights
+    api._load.cache_clear()
+
+
+MODES = {"RGB": "RGB", "L": "L", "1": "L", "I;16": "L", "I": "L", "F": "L", "P": "RGB", "CMYK": "RGB", "YCbCr": "RGB"}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_pillow_saves_and_opens_every_mode(tmp_path, installed_tiny, mode):
+    img = Image.fromarray(smooth_image(20, 28)).convert(mode)
+    path = tmp_path / "x.vqc"
+    img.save(path, model=installed_tiny)
+    assert path.read_bytes() == vqcodec.compress(img, model=installed_tiny)
+    with Image.open(path) as back:
+        assert back.format == "VQC" and back.mode == MODES[mode] and back.size == (28, 20)
+        back.load()
+
+
+def test_pillow_save_takes_the_codec_options(tmp_path, tiny_ladder):
+    img = Image.fromarray(smooth_image(64, 96))
+    buf = io.BytesIO()
+    img.save(buf, format="VQC", model="ladder", quality=2)
+    assert buf.getvalue() == vqcodec.compress(img, model="ladder", quality=2)
+    buf = io.BytesIO()
+    img.save(buf, format="VQC", model="ladder", target_bpp=1000)
+    assert buf.getvalue() == vqcodec.compress(img, model="ladder", quality=3)
+    with pytest.warns(UserWarning, match="alpha"):
+        img.convert("RGBA").save(tmp_path / "a.vqc", model="ladder", quality=1)
+
+
+def test_vqc_is_a_registered_extension():
+    assert Image.registered_extensions()[".vqc"] == "VQC"
+    assert "VQC" in Image.SAVE and "VQC" in Image.OPEN
+
+
+def test_pillow_open_of_an_invalid_vqc_file(tmp_path):
+    for data in (b"not a vqc file at all", b"VQC\x09future version", b"VQC\x01\x09bad family"):
+        path = tmp_path / "bad.vqc"
+        path.write_bytes(data)
+        with pytest.raises((UnidentifiedImageError, BitstreamError)):
+            with Image.open(path) as im:
+                im.load()

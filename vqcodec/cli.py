@@ -33,18 +33,55 @@ def fail(message: str) -> None:
     click.echo(f"vqcodec: error: {message}", err=True)
 
 
-def write_atomic(path: Path, data: bytes, force: bool) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename; refuse to overwrite."""
-    if path.exists() and not force:
+STDIO = "-"  # as an input: standard input; as an output: standard output
+
+
+def file_mode() -> int:
+    """The permissions a new file gets from open(): 0666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def refuse_overwrite(path: Path, force: bool) -> None:
+    """An existing output file is replaced only with --force (standard output is not a file)."""
+    if str(path) != STDIO and path.exists() and not force:
         raise VQCodecError(f"{path} exists (use --force to overwrite)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or Path("."))
+
+
+def write_atomic(path: Path, data: bytes, force: bool) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename (refusing to overwrite), or
+    to standard output when ``path`` is ``-``. The file gets the usual permissions (0666 less
+    the umask), not the temporary file's private ones."""
+    if str(path) == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    refuse_overwrite(path, force)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise VQCodecError(f"{path}: the output directory {parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_input(src: Path) -> bytes:
+    """The bytes of an input file, or of standard input for ``-``."""
+    if str(src) == STDIO:
+        return sys.stdin.buffer.read()
+    try:
+        return src.read_bytes()
+    except FileNotFoundError as e:
+        raise VQCodecError(f"{src}: no such file") from e
+    except IsADirectoryError as e:
+        raise VQCodecError(f"{src}: is a directory") from e
 
 
 def expand(inputs: tuple[str, ...], suffixes: set[str]) -> list[Path]:
@@ -56,17 +93,24 @@ def expand(inputs: tuple[str, ...], suffixes: set[str]) -> list[Path]:
             out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in suffixes))
         else:
             out.append(p)
+    if sum(str(p) == STDIO for p in out) > 1:
+        raise VQCodecError("standard input (-) can be read only once")
     return out
 
 
 def output_path(src: Path, output: str | None, many: bool, suffix: str) -> Path:
-    """Where the result for ``src`` goes: next to it, or ``output`` (a directory when many)."""
+    """Where the result for ``src`` goes: next to it, ``output`` (a directory when many; it is
+    created), or standard output (``-``, which is also the default for standard input)."""
+    if output == STDIO or (output is None and str(src) == STDIO):
+        if many:
+            raise VQCodecError("standard output (-o -) takes one input only")
+        return Path(STDIO)
     if output is None:
         return src.with_suffix(suffix)
     out = Path(output)
     if many or out.is_dir():
         out.mkdir(parents=True, exist_ok=True)
-        return out / (src.stem + suffix)
+        return out / ((src.stem if str(src) != STDIO else "stdin") + suffix)
     return out
 
 
@@ -76,10 +120,12 @@ def run_batch(ctx: click.Context, files: list[Path], job: Callable[[Path], dict]
 
     debug = ctx.obj["debug"]
     results, failures = [], 0
+    to_stdout = False  # once the data goes to standard output, messages go to standard error
     show_bar = len(files) > 1 and not as_json
     for src in tqdm(files, disable=not show_bar, dynamic_ncols=True, leave=False):
         try:
             result = job(src)
+            to_stdout = to_stdout or result["output"] == STDIO
         except (VQCodecError, OSError) as e:
             failures += 1
             if debug:
@@ -90,9 +136,9 @@ def run_batch(ctx: click.Context, files: list[Path], job: Callable[[Path], dict]
             continue
         results.append(result)
         if not as_json:
-            click.echo(result["line"])
+            click.echo(result["line"], err=to_stdout)
     if as_json:
-        click.echo(json.dumps([{k: v for k, v in r.items() if k != "line"} for r in results], indent=2))
+        click.echo(json.dumps([{k: v for k, v in r.items() if k != "line"} for r in results], indent=2), err=to_stdout)
     elif len(files) > 1:
         click.echo(f"{len(files) - failures} of {len(files)} files done, {failures} failed")
     if failures:
@@ -126,9 +172,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.pass_context
 def compress(ctx, inputs, output, quality, target_bpp, model, device, force, as_json) -> None:
     """Compress images (files or directories of images) into .vqc files."""
+    import io
+
     from vqcodec.api import compress_to_rate, load_codec
     from vqcodec.format import parse_header
-    from vqcodec.images import prepare
+    from vqcodec.images import open_image, prepare
 
     if target_bpp is not None and quality is not None:
         raise VQCodecError("give -q/--quality or --target-bpp, not both")
@@ -137,10 +185,9 @@ def compress(ctx, inputs, output, quality, target_bpp, model, device, force, as_
 
     def job(src: Path) -> dict:
         dst = output_path(src, output, len(files) > 1, ".vqc")
-        if dst.exists() and not force:
-            raise VQCodecError(f"{dst} exists (use --force to overwrite)")
+        refuse_overwrite(dst, force)
         start = time.perf_counter()
-        rgb, mode = prepare(src)
+        rgb, mode = prepare(src if str(src) != STDIO else open_image(io.BytesIO(read_input(src)), "standard input"))
         image = rgb if mode == "RGB" else rgb.convert("L")
         data = codec.compress(image) if codec else compress_to_rate(image, target_bpp, model, device)
         seconds = time.perf_counter() - start
@@ -188,12 +235,11 @@ def decompress(ctx, inputs, output, device, max_pixels, model, force, as_json) -
 
     def job(src: Path) -> dict:
         dst = output_path(src, output, len(files) > 1, ".png")
-        if dst.exists() and not force:
-            raise VQCodecError(f"{dst} exists (use --force to overwrite)")
+        refuse_overwrite(dst, force)
         start = time.perf_counter()
-        img = decode(src.read_bytes(), max_pixels=max_pixels or MAX_PIXELS, device=device, model=model)
+        img = decode(read_input(src), max_pixels=max_pixels or MAX_PIXELS, device=device, model=model)
         seconds = time.perf_counter() - start
-        fmt = Image.registered_extensions().get(dst.suffix.lower())
+        fmt = Image.registered_extensions().get(dst.suffix.lower() if str(dst) != STDIO else ".png")
         if fmt is None:
             raise VQCodecError(f"{dst}: unknown image format {dst.suffix!r} (use .png, .bmp, .tiff, ...)")
         buf = io.BytesIO()
@@ -313,7 +359,10 @@ def main(argv: list[str] | None = None) -> None:
 @click.option("--anchor", default="jpeg", show_default=True, help="Codec that BD numbers are measured against.")
 @click.option("--anchors-dir", default=None, help="Published curves (CompressAI JSON) to draw dashed.")
 def eval_cmd(dataset, codecs, out, limit, workers, anchor, anchors_dir) -> None:
-    """Rate-distortion evaluation: report.json, report.md, report.html with plots and crops."""
+    """Rate-distortion evaluation: report.json, report.md, report.html with plots and crops.
+
+    Needs the evaluation extras: pip install "vqcodec[eval]"."""
+    require_eval_extras()
     from vqcodec.report import run_eval
 
     try:
@@ -322,6 +371,27 @@ def eval_cmd(dataset, codecs, out, limit, workers, anchor, anchors_dir) -> None:
         raise VQCodecError(str(e)) from e
     click.echo(Path(out, "report.md").read_text())
     click.echo(f"wrote {out}/report.json, report.md, report.html ({len(report['measurements'])} measurements)")
+
+
+EVAL_EXTRAS = {"matplotlib": "matplotlib", "pytorch_msssim": "pytorch-msssim", "bjontegaard": "bjontegaard"}
+
+
+def require_eval_extras() -> None:
+    """One clear line when the evaluation's packages (about 185 MB with scipy and matplotlib,
+    so not in the default install) are missing."""
+    import importlib
+
+    missing = []
+    for module, package in EVAL_EXTRAS.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        raise VQCodecError(
+            f"vqcodec eval needs {', '.join(missing)}: install the evaluation extras with "
+            '`python3 -m pip install "vqcodec[eval]"` (or `python3 -m pip install ".[eval]"` in a checkout)'
+        )
 
 
 def train_options(f):

@@ -7,12 +7,16 @@ Policy, documented in the README:
 - Alpha (RGBA, LA, PA, palette transparency) is composited onto white with a warning:
   vqcodec codes colour only.
 - CMYK, YCbCr, LAB, HSV and palette images are converted to RGB.
+- Animations and multi-page files are coded as their first frame, with a warning.
+- Any failure to read a file, Pillow's decompression-bomb limit included, is an ImageError
+  naming the file.
 """
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -20,22 +24,32 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from vqcodec.errors import ImageError
 
 ImageLike = Image.Image | str | Path | np.ndarray
+BinaryFile = IO[bytes]
 
 GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """Open and fully load an image file, with a clear error naming it if that fails."""
+def open_image(path: str | Path | BinaryFile, name: str | None = None) -> Image.Image:
+    """Open and fully load an image file (a path, or a binary file object called ``name``), with
+    a clear error naming it if that fails, whatever Pillow raised."""
+    name = name or str(path)
     try:
         with Image.open(path) as im:
+            frames = getattr(im, "n_frames", 1)  # before load(): counting frames seeks through the file
             im.load()
+            if frames > 1:
+                warnings.warn(f"{name} has {frames} frames: vqcodec codes the first", stacklevel=3)
             return im
     except FileNotFoundError as e:
-        raise ImageError(f"{path}: no such file") from e
+        raise ImageError(f"{name}: no such file") from e
     except IsADirectoryError as e:
-        raise ImageError(f"{path}: is a directory") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{path}: not a readable image ({e})") from e
+        raise ImageError(f"{name}: is a directory") from e
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name}: refused by Pillow's decompression-bomb limit ({e})") from e
+    except UnidentifiedImageError as e:
+        raise ImageError(f"{name}: not a readable image (unknown format)") from e
+    except Exception as e:  # Pillow's plugins raise many kinds (OSError, NotImplementedError, SyntaxError, ...)
+        raise ImageError(f"{name}: not a readable image ({type(e).__name__}: {e})") from e
 
 
 def _from_array(arr: np.ndarray) -> Image.Image:
@@ -65,6 +79,8 @@ def prepare(image: ImageLike) -> tuple[Image.Image, str]:
     """Any supported input -> (RGB PIL image, mode to decode to: "RGB" or "L")."""
     if isinstance(image, (str, Path)):
         image = open_image(image)
+    elif isinstance(image, Image.Image) and getattr(image, "n_frames", 1) > 1:
+        warnings.warn(f"the image has {image.n_frames} frames: vqcodec codes the current one", stacklevel=2)
     elif isinstance(image, np.ndarray):
         image = _from_array(image)
     elif not isinstance(image, Image.Image):

@@ -1,18 +1,25 @@
-"""Pillow plugin: ``PIL.Image.open("x.vqc")`` decodes .vqc files once vqcodec is imported."""
+"""Pillow plugin, registered on ``import vqcodec``: ``Image.open("x.vqc")`` decodes .vqc files and
+``img.save("x.vqc", quality=..., model=..., target_bpp=...)`` writes them, as Pillow does for WebP
+and AVIF."""
 
 from __future__ import annotations
 
+from typing import IO
+
 from PIL import Image, ImageFile
 
-from vqcodec.format import MAGIC, VERSION, parse_header
+from vqcodec.format import MAGIC, parse_header
+
+FORMAT = "VQC"
 
 
 def _accept(prefix: bytes) -> bool:
-    return prefix[:4] == MAGIC + bytes([VERSION])
+    """Any .vqc file: one of a version this release cannot read raises a BitstreamError saying so."""
+    return prefix[:3] == MAGIC
 
 
 class VQCImageFile(ImageFile.ImageFile):
-    format = "VQC"
+    format = FORMAT
     format_description = "vqcodec learned image compression"
 
     def _open(self) -> None:
@@ -34,8 +41,25 @@ class VQCDecoder(ImageFile.PyDecoder):
         return -1, 0
 
 
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    """``Image.save`` for .vqc: the options are those of ``vqcodec.compress``."""
+    from vqcodec.api import compress
+
+    options = im.encoderinfo
+    fp.write(
+        compress(
+            im,
+            quality=options.get("quality"),
+            model=options.get("model"),
+            target_bpp=options.get("target_bpp"),
+            device=options.get("device", "cpu"),
+        )
+    )
+
+
 def register() -> None:
-    Image.register_open(VQCImageFile.format, VQCImageFile, _accept)
+    Image.register_open(FORMAT, VQCImageFile, _accept)
+    Image.register_save(FORMAT, _save)
     Image.register_decoder("vqc", VQCDecoder)
-    Image.register_extension(VQCImageFile.format, ".vqc")
-    Image.register_mime(VQCImageFile.format, "image/x-vqc")
+    Image.register_extension(FORMAT, ".vqc")
+    Image.register_mime(FORMAT, "image/x-vqc")
