@@ -1,4 +1,4 @@
-"""The ``vqcodec`` command line: compress, decompress, info, models, eval, train.
+"""The ``vqcodec`` command line: compress, decompress, info, models, compare, eval, train.
 
 Every error is one line on stderr and a non-zero exit status (``--debug`` shows the
 traceback). Outputs are written atomically and never overwrite a file without ``--force``.
@@ -371,6 +371,48 @@ def eval_cmd(dataset, codecs, out, limit, workers, anchor, anchors_dir) -> None:
         raise VQCodecError(str(e)) from e
     click.echo(Path(out, "report.md").read_text())
     click.echo(f"wrote {out}/report.json, report.md, report.html ({len(report['measurements'])} measurements)")
+
+
+@cli.command()
+@click.argument("photo")
+@click.option("--codecs", default="vq,webp,avif,jpeg", show_default=True, help="vq and classical codecs to show.")
+@click.option("-q", "--quality", type=int, help="Quality level of the vq model (default: the model's default).")
+@click.option("--target-bpp", type=float, help="Instead of -q: the highest vq level at or under this many bpp.")
+@click.option("--model", default=None, help="Model name (vq, ae, vae), or a .safetensors weights file.")
+@click.option("--out", default="compare", show_default=True, help="Directory of the page (created).")
+@click.option("--force", is_flag=True, help="Overwrite an existing page.")
+def compare(photo, codecs, quality, target_bpp, model, out, force) -> None:
+    """One self-contained HTML page comparing vqcodec with classical codecs at equal file size.
+
+    Each classical codec gets the largest quality whose file is at most the vq file's bytes.
+    The page has a draggable split between any two images, zoom 1x/2x/4x with panning, and
+    each file's bytes, bpp, PSNR and MS-SSIM. Needs the evaluation extras."""
+    require_eval_extras()
+    from vqcodec.images import prepare
+    from vqcodec.viewer import compare as compare_codecs
+    from vqcodec.viewer import page
+
+    if target_bpp is not None and quality is not None:
+        raise VQCodecError("give -q/--quality or --target-bpp, not both")
+    rgb, _ = prepare(photo)
+    try:
+        variants = compare_codecs(rgb, codecs.split(","), quality, target_bpp, model)
+    except ValueError as e:
+        raise VQCodecError(str(e)) from e
+    name = Path(photo).stem
+    budget = variants[1].bytes
+    title = f"{name}: {variants[1].label} against classical codecs at {budget:,} bytes or less"
+    note = (
+        f"{rgb.width}x{rgb.height}; rate = 8 x whole-file bytes / pixels; PSNR and MS-SSIM on the full RGB image; "
+        "each classical codec at the largest quality whose file is at most vqcodec's."
+    )
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dst = out_dir / f"{name}.html"
+    write_atomic(dst, page(variants, title, note).encode(), force)
+    for v in variants[1:]:
+        click.echo(f"{v.label}: {v.bytes} bytes, {v.bpp:.4f} bpp, {v.psnr:.2f} dB, MS-SSIM {v.ms_ssim:.4f}")
+    click.echo(f"wrote {dst}")
 
 
 EVAL_EXTRAS = {"matplotlib": "matplotlib", "pytorch_msssim": "pytorch-msssim", "bjontegaard": "bjontegaard"}

@@ -2,7 +2,8 @@
 
 The report holds every per-image number, mean rate-distortion curves, BD-rate and BD-PSNR
 against an anchor codec, PSNR-bpp and MS-SSIM(dB)-bpp plots (with CompressAI's published Kodak
-curves, dashed, when the folder is Kodak) and a gallery of crops at matched rates.
+curves, dashed, when the folder is Kodak) and, in the HTML, the first image side by side at
+matched rates in the comparison viewer (vqcodec.viewer).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from vqcodec.evaluation import (
     measure,
     run_classical,
 )
+from vqcodec.viewer import Variant, measured, viewer_html
 
 
 def learned_points(name: str) -> list[tuple[str, object]]:
@@ -216,17 +218,16 @@ def plot(rows: list[Measurement], codecs: list[str], anchors: dict[str, dict], m
     plt.close(fig)
 
 
-def gallery(rows: list[Measurement], files: list[Path], codecs: list[str], out: Path, crop: int = 192) -> list[dict]:
-    """Centre crops of the first image, each codec at the rate point nearest the first learned codec's rate."""
+def gallery(rows: list[Measurement], files: list[Path], codecs: list[str]) -> list[Variant]:
+    """The first image, whole, for the viewer: the original and each codec at its rate point
+    nearest the first learned codec's rate."""
     from vqcodec.api import load_codec
 
     path = files[0]
     img = load_rgb(path)
     target_codec = next((c for c in codecs if c not in CLASSICAL), codecs[0])
     target = np.mean([r.bpp for r in rows if r.codec == target_codec and r.image == path.name])
-    box = ((img.width - crop) // 2, (img.height - crop) // 2, (img.width + crop) // 2, (img.height + crop) // 2)
-    tiles = [{"label": "original", "file": "crop-original.png"}]
-    img.crop(box).save(out / "crop-original.png")
+    variants = [Variant("original", "original", img)]
     for codec in codecs:
         cands = [r for r in rows if r.codec == codec and r.image == path.name]
         best = min(cands, key=lambda r: abs(r.bpp - target))
@@ -235,10 +236,9 @@ def gallery(rows: list[Measurement], files: list[Path], codecs: list[str], out: 
         else:
             model = load_codec(codec, int(best.setting[1:]))
             enc, dec = model.compress, model.decompress
-        name = f"crop-{codec}.png"
-        dec(enc(img)).convert("RGB").crop(box).save(out / name)
-        tiles.append({"label": f"{codec} {best.setting}: {best.bpp:.3f} bpp, {best.psnr:.2f} dB", "file": name})
-    return tiles
+        data = enc(img)
+        variants.append(measured(codec, f"{codec} {best.setting}", img, data, dec(data)))
+    return variants
 
 
 def _fmt(v) -> str:
@@ -323,7 +323,7 @@ def write_html(
     standings: list[dict],
     classical: list[dict],
     rows: list[Measurement],
-    tiles: list[dict],
+    variants: list[Variant],
     anchor: str,
     dataset: str,
     out: Path,
@@ -367,10 +367,6 @@ def write_html(
         trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows_)
         return f"<table><tr>{th}</tr>{trs}</table>"
 
-    figs = "".join(
-        f'<figure><img src="{embed(t["file"])}"><figcaption>{html.escape(t["label"])}</figcaption></figure>'
-        for t in tiles
-    )
     against = ""
     if comparison:
         against = "<h2>Against the scalar-quantization baselines</h2>" + table(
@@ -392,7 +388,8 @@ Dashed curves: results published by CompressAI on Kodak (their machines), for re
 {table(head, body)}
 {against}
 <h2>Curves</h2><img src="{embed("rd-psnr.png")}"><img src="{embed("rd-msssim.png")}">
-<h2>Crops at matched rate</h2>{figs}
+<h2>Side by side at matched rate (the first image; choose any two, zoom and pan)</h2>
+{viewer_html(variants)}
 <h2>Every measurement</h2>{table(["image", "codec", "setting", "bpp", "PSNR", "MS-SSIM", "enc s", "dec s"], per_image)}
 </body></html>"""
     (out / "report.html").write_text(page)
@@ -425,7 +422,7 @@ def run_eval(
     standings, bd = level_standings(rows, codecs, anchors), reference_bd(rows, codecs)
     plot(rows, codecs, anchors, "psnr", out_dir / "rd-psnr.png")
     plot(rows, codecs, anchors, "ms_ssim_db", out_dir / "rd-msssim.png")
-    tiles = gallery(rows, files, codecs, out_dir)
+    variants = gallery(rows, files, codecs)
     report = {
         "dataset": str(dataset),
         "images": [p.name for p in files],
@@ -440,5 +437,5 @@ def run_eval(
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
     write_markdown(table, comparison, standings, bd, anchor, Path(dataset).name, out_dir)
-    write_html(table, comparison, standings, bd, rows, tiles, anchor, Path(dataset).name, out_dir)
+    write_html(table, comparison, standings, bd, rows, variants, anchor, Path(dataset).name, out_dir)
     return report
