@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +8,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from vqcodec import codec as codec_module
+from vqcodec import entropy
 from vqcodec.errors import BitstreamError
 from vqcodec.format import Header, pack, unpack
 
@@ -159,3 +162,22 @@ def test_fuzz_mutations_of_a_valid_file(any_codec, data):
         garbage = data.draw(st.binary(max_size=100))
         buf = bytearray(pack(Header(header.family, header.quality, header.model_id, w, h, "RGB"), garbage))
     decode_or_bitstream_error(any_codec, bytes(buf))
+
+
+def test_version_1_files_still_decode(tiny_vq):
+    """Format version 1 coded the whole grid as one stripe, with no stripe height in the payload."""
+    from vqcodec.format import read_varint
+
+    img = smooth_image(70, 90)
+    data = tiny_vq.compress(img)
+    header, payload = unpack(data)
+    assert header.version == 2 and read_varint(payload, 0, "stripe height")[0] == tiny_vq.stripe_rows
+    idx = tiny_vq.analyze(Image.fromarray(img))
+    old = pack(dataclasses.replace(header, version=1), entropy.encode_grid(tiny_vq.prior, idx))
+    assert np.array_equal(np.asarray(tiny_vq.decompress(old)), np.asarray(tiny_vq.decompress(data)))
+
+
+def test_a_stripe_height_of_zero_is_refused(tiny_codec):
+    header, payload = unpack(tiny_codec.compress(smooth_image(16, 16)))
+    with pytest.raises(BitstreamError, match="stripe height 0"):
+        tiny_codec.decompress(pack(header, b"\0" + payload[1:]))

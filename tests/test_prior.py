@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig, causal_offsets
@@ -38,7 +39,7 @@ def test_integer_export_matches_quantization_aware_float_model():
     float_logits = prior(idx).detach().reshape(-1, 12) * 16
     exact = IntegerPrior(CFG, IntegerPrior.export(prior))
     int_logits = exact.logits(prior.context(idx).reshape(-1, len(causal_offsets(2))))
-    assert int_logits.dtype == torch.int64
+    assert int_logits.dtype == torch.int32
     assert (float_logits - int_logits).abs().max() <= 1  # float rounding of the simulation at most
 
 
@@ -82,3 +83,17 @@ def test_training_reduces_cross_entropy():
         loss.backward()
         opt.step()
     assert prior.bits(idx).item() < 0.3 * first
+
+
+@pytest.mark.parametrize("batch", [1, 3, 17, 300])
+def test_int8_matrix_products_give_the_float_networks_logits(batch):
+    """The CPU path (int8 x int8 -> int32 products) computes exactly what the float64 path does."""
+    cfg = PriorConfig(codebook_size=40, radius=2, hidden=24, layers=2)
+    fast = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=3, scale=3.0)))
+    assert fast._int8 is not None
+    reference = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=3, scale=3.0)))
+    reference._int8 = None
+    ctx = torch.randint(0, 41, (batch, len(causal_offsets(2))), generator=torch.Generator().manual_seed(batch))
+    with torch.inference_mode():
+        assert torch.equal(fast.logits(ctx), reference.logits(ctx))
+        assert reference.logits(ctx).abs().max() > 16  # not all zero

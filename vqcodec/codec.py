@@ -32,7 +32,7 @@ from PIL import Image
 
 from vqcodec import entropy
 from vqcodec.errors import BitstreamError, ModelError
-from vqcodec.format import Header, pack, unpack
+from vqcodec.format import VERSION, Header, pack, read_varint, unpack, varint
 from vqcodec.images import ImageLike, prepare
 from vqcodec.models.ae import (
     AEConfig,
@@ -49,6 +49,7 @@ from vqcodec.zoo import WeightsInfo, load_tensors, save_weights
 
 MAX_PIXELS = 128 * 1024 * 1024  # like Pillow's MAX_IMAGE_PIXELS; callers may raise it
 BAND_ROWS = 64  # latent rows per network pass
+STRIPE_PIXELS = 128  # image rows per independently coded stripe of the vq index grid (format version 2)
 MARGIN_ROWS = 8  # latent rows of context above and below a band (receptive field < 6)
 
 
@@ -138,14 +139,14 @@ class Codec:
                 f"not by this codec ({self.info.name} q{self.info.quality} id {self.info.model_id.hex()})"
             )
         m = self.multiple
-        out = self.decode(payload, math.ceil(header.height / m) * m, math.ceil(header.width / m) * m)
+        out = self.decode(payload, math.ceil(header.height / m) * m, math.ceil(header.width / m) * m, header.version)
         img = Image.fromarray(out[:, : header.height, : header.width].permute(1, 2, 0).numpy())
         return img.convert("L") if header.mode == "L" else img
 
     def encode(self, x: torch.Tensor) -> bytes:
         raise NotImplementedError
 
-    def decode(self, payload: bytes, height: int, width: int) -> torch.Tensor:
+    def decode(self, payload: bytes, height: int, width: int, version: int = VERSION) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -172,12 +173,28 @@ class VQCodec(Codec):
         # channels-last convolutions are about a fifth faster on CPU (oneDNN)
         return cls(vqvae.to(device, memory_format=torch.channels_last).eval(), prior, info, device)
 
-    def encode(self, x: torch.Tensor) -> bytes:
-        return entropy.encode_grid(self.prior, self.indices(x))
+    @property
+    def stripe_rows(self) -> int:
+        """Index rows per independently coded stripe: STRIPE_PIXELS of image, whatever the factor."""
+        return max(1, STRIPE_PIXELS // self.multiple)
 
-    def decode(self, payload: bytes, height: int, width: int) -> torch.Tensor:
+    def encode(self, x: torch.Tensor) -> bytes:
+        """Padded pixels -> payload: the stripe height (varint), then the range-coded index grid."""
+        return varint(self.stripe_rows) + entropy.encode_grid(self.prior, self.indices(x), stripe_rows=self.stripe_rows)
+
+    def decode(self, payload: bytes, height: int, width: int, version: int = VERSION) -> torch.Tensor:
         f = self.multiple
-        return self.pixels(entropy.decode_grid(self.prior, payload, height // f, width // f))
+        return self.pixels(self.read(payload, height // f, width // f, version))
+
+    def read(self, payload: bytes, rows: int, cols: int, version: int = VERSION) -> torch.Tensor:
+        """Payload -> (rows, cols) index grid. Version 1 coded the grid as one stripe."""
+        stripe_rows = None
+        if version >= 2:
+            stripe_rows, start = read_varint(payload, 0, "stripe height")
+            if stripe_rows == 0:
+                raise BitstreamError("corrupt payload: stripe height 0")
+            payload = payload[start:]
+        return entropy.decode_grid(self.prior, payload, rows, cols, stripe_rows)
 
     @torch.no_grad()
     def indices(self, x: torch.Tensor) -> torch.Tensor:
@@ -286,8 +303,8 @@ class BaselineCodec(Codec):
         return z_hat, self.y_tables.clamp(torch.round(y), table), table
 
     # --- decompress -----------------------------------------------------------------
-    def decode(self, payload: bytes, height: int, width: int) -> torch.Tensor:
-        return self.reconstruct(self.read(payload, height, width)[1])
+    def decode(self, payload: bytes, height: int, width: int, version: int = VERSION) -> torch.Tensor:
+        return self.reconstruct(self.read(payload, height, width)[1])  # the same payload in versions 1 and 2
 
     def read(self, payload: bytes, height: int, width: int) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """Payload of a (padded) height x width image -> (side information or None, latent, its tables)."""

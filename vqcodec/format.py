@@ -4,7 +4,7 @@ Layout (all integers little-endian; "varint" is LEB128, at most 5 bytes):
 
     offset  size  field
     0       3     magic b"VQC"
-    3       1     format version (this module writes VERSION)
+    3       1     format version (this module writes VERSION and reads 1..VERSION)
     4       1     codec family (1 = vq, 2 = ae, 3 = vae)
     5       1     quality level
     6       4     model id: first 4 bytes of the SHA-256 of the model's tensors
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from vqcodec.errors import BitstreamError
 
 MAGIC = b"VQC"
-VERSION = 1
+VERSION = 2  # 2: the vq payload codes its index grid in independent stripes (see docs/FORMAT.md)
 MODES = ("RGB", "L")
 FAMILIES = {1: "vq", 2: "ae", 3: "vae"}
 MAX_DIMENSION = (1 << 31) - 1
@@ -43,13 +43,15 @@ class Header:
     height: int
     mode: str
     payload_length: int = 0
+    version: int = VERSION
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """Unsigned LEB128."""
     out = bytearray()
     while True:
         byte, n = n & 0x7F, n >> 7
@@ -58,17 +60,18 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(data: bytes, pos: int, name: str) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int, name: str) -> tuple[int, int]:
+    """(value, position after it) of the unsigned LEB128 at ``pos`` (at most 5 bytes)."""
     value = 0
     for shift in range(0, 35, 7):
         if pos >= len(data):
-            raise BitstreamError(f"truncated header: {name} is cut off")
+            raise BitstreamError(f"truncated: {name} is cut off")
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
             return value, pos
-    raise BitstreamError(f"corrupt header: {name} is longer than 5 bytes")
+    raise BitstreamError(f"corrupt: {name} is longer than 5 bytes")
 
 
 def pack(header: Header, payload: bytes) -> bytes:
@@ -80,12 +83,12 @@ def pack(header: Header, payload: bytes) -> bytes:
         raise ValueError("image dimensions out of range")
     head = (
         MAGIC
-        + bytes([VERSION, family, header.quality])
+        + bytes([header.version, family, header.quality])
         + header.model_id
         + bytes([MODES.index(header.mode)])
-        + _varint(header.width)
-        + _varint(header.height)
-        + _varint(len(payload))
+        + varint(header.width)
+        + varint(header.height)
+        + varint(len(payload))
     )
     crc = zlib.crc32(payload, zlib.crc32(head))
     return head + struct.pack("<I", crc) + payload
@@ -95,20 +98,20 @@ def parse_header(data: bytes) -> tuple[Header, int]:
     """Parse and validate the header fields (not the checksum) -> (header, header size)."""
     if len(data) < 4 or data[:3] != MAGIC:
         raise BitstreamError("not a .vqc file: bad magic bytes")
-    if data[3] != VERSION:
-        raise BitstreamError(f"unsupported .vqc format version {data[3]} (this decoder reads version {VERSION})")
+    if not 1 <= data[3] <= VERSION:
+        raise BitstreamError(f"unsupported .vqc format version {data[3]} (this decoder reads versions 1 to {VERSION})")
     if len(data) < 11:
         raise BitstreamError("truncated header")
     if data[4] not in FAMILIES:
         raise BitstreamError(f"unknown codec family {data[4]}")
     if data[10] >= len(MODES):
         raise BitstreamError(f"unknown image mode {data[10]}")
-    width, pos = _read_varint(data, 11, "width")
-    height, pos = _read_varint(data, pos, "height")
-    length, pos = _read_varint(data, pos, "payload length")
+    width, pos = read_varint(data, 11, "width")
+    height, pos = read_varint(data, pos, "height")
+    length, pos = read_varint(data, pos, "payload length")
     if not (0 < width <= MAX_DIMENSION and 0 < height <= MAX_DIMENSION):
         raise BitstreamError(f"invalid image size {width}x{height}")
-    header = Header(FAMILIES[data[4]], data[5], bytes(data[6:10]), width, height, MODES[data[10]], length)
+    header = Header(FAMILIES[data[4]], data[5], bytes(data[6:10]), width, height, MODES[data[10]], length, data[3])
     return header, pos + 4
 
 
