@@ -5,8 +5,10 @@
 Everything runs in this one process, on the same images, interleaved, and medians are
 reported, so the ratios are fair on a shared machine. CompressAI is optional
 (`pip install --no-deps compressai einops`): its models are randomly initialised, which
-times the same as trained weights. Also reports payload bits against the prior's own
-cross-entropy, and (--sizes) how decode time grows with image size.
+times the same as trained weights. Also reports the time of each stage, the same stages as
+version 0.1 ran them (one stripe, float prior, float32 decoder), the rate change of the
+stripes, the bfloat16 decoder's pixel differences from float32, (--levels) every level's
+decode time and (--sizes) how decode time grows with image size.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from PIL import Image
 
 import vqcodec
 from vqcodec import entropy
+from vqcodec.codec import pixels
 from vqcodec.data import image_files, load_rgb
-from vqcodec.format import unpack
+from vqcodec.evaluation import psnr
+from vqcodec.zoo import levels
 
 KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kodak"
 
@@ -79,18 +83,69 @@ def time_compressai(model, img: Image.Image, device: str) -> tuple[float, float]
     return mid - start, end - mid
 
 
-def time_vqcodec(codec, img: Image.Image) -> tuple[float, float, float]:
-    """(encode s, decode s, prior-only decode s) of one image."""
+def stage_times(codec, img: Image.Image) -> dict[str, float]:
+    """Seconds of each stage of one image, as the codec runs them (stripes, int8 prior, bfloat16
+    decoder where the CPU has it) and as version 0.1 did (one stripe, float prior, float32 decoder)."""
+    x = pixels(img, codec.multiple)
+    out = {}
+    t = time.perf_counter()
+    idx = codec.indices(x)
+    out["encoder network"] = time.perf_counter() - t
+    rows = codec.stripe_rows
+    t = time.perf_counter()
+    data = entropy.encode_grid(codec.prior, idx, stripe_rows=rows)
+    out["prior + range encode"] = time.perf_counter() - t
+    t = time.perf_counter()
+    entropy.decode_grid(codec.prior, data, *idx.shape, rows)
+    out["prior + range decode"] = time.perf_counter() - t
+    bf16 = codec.bf16
+    t = time.perf_counter()
+    codec.pixels(idx)
+    out["decoder network"] = time.perf_counter() - t
+    int8, codec.prior._int8 = codec.prior._int8, None
+    try:
+        old = entropy.encode_grid(codec.prior, idx)
+        t = time.perf_counter()
+        entropy.decode_grid(codec.prior, old, *idx.shape)
+        out["v0.1 prior + range decode"] = time.perf_counter() - t
+    finally:
+        codec.prior._int8 = int8
+    codec.bf16 = False
+    try:
+        t = time.perf_counter()
+        codec.pixels(idx)
+        out["v0.1 decoder network (float32)"] = time.perf_counter() - t
+    finally:
+        codec.bf16 = bf16
+    return out
+
+
+def time_vqcodec(codec, img: Image.Image) -> tuple[float, float]:
+    """(encode s, decode s) of one image, whole files."""
     start = time.perf_counter()
     data = codec.compress(img)
     mid = time.perf_counter()
     codec.decompress(data)
-    end = time.perf_counter()
-    _, payload = unpack(data)
-    shape = codec.analyze(img).shape
-    t0 = time.perf_counter()
-    entropy.decode_grid(codec.prior, payload, *shape)
-    return mid - start, end - mid, time.perf_counter() - t0
+    return mid - start, time.perf_counter() - mid
+
+
+def fidelity(codec, img: Image.Image) -> dict[str, float]:
+    """The bfloat16 decoder against float32 on one image: pixel differences and PSNR of each."""
+    idx = codec.analyze(img)
+    bf16 = codec.bf16
+    outs = {}
+    for flag in (True, False):
+        codec.bf16 = flag
+        outs[flag] = codec.synthesize(idx, img.height, img.width).astype(np.int16)
+    codec.bf16 = bf16
+    diff = np.abs(outs[True] - outs[False])
+    ref = np.asarray(img)
+    return {
+        "max": float(diff.max()),
+        "mean": float(diff.mean()),
+        "psnr_bf16": psnr(ref, outs[True].astype(np.uint8)),
+        "psnr_f32": psnr(ref, outs[False].astype(np.uint8)),
+    }
 
 
 def main() -> None:
@@ -99,6 +154,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="vq")
     ap.add_argument("--quality", type=int, default=None)
+    ap.add_argument("--levels", action="store_true", help="also time decoding at every level of the model")
     ap.add_argument("--no-compressai", action="store_true")
     ap.add_argument("--sizes", action="store_true", help="decode time vs image size, 256^2..2048^2")
     args = ap.parse_args()
@@ -107,18 +163,24 @@ def main() -> None:
     start = time.perf_counter()
     codec = vqcodec.load_codec(args.model, args.quality, args.device)
     print(f"vqcodec model load: {time.perf_counter() - start:.2f} s ({codec.info.path.name})")
+    print(f"bfloat16 networks: {codec.bf16}; int8 prior products: {codec.prior._int8 is not None}")
     others = {} if args.no_compressai else compressai_models(args.device)
     images = [load_rgb(p) for p in image_files(KODAK)[: args.images]]
 
     times: dict[str, dict[str, list[float]]] = {}
-    bits, cross_entropy = 0, 0.0
+    stages: dict[str, list[float]] = {}
+    bits = {"stripes": 0.0, "one stripe": 0.0}
+    fidelities = []
     for img in images:
-        enc, dec, prior_s = time_vqcodec(codec, img)
-        for key, value in (("encode", enc), ("decode", dec), ("prior decode", prior_s)):
-            times.setdefault("vqcodec", {}).setdefault(key, []).append(value)
-        _, payload = unpack(codec.compress(img))
-        bits += 8 * len(payload)
-        cross_entropy += entropy.grid_bits(codec.prior, codec.analyze(img))
+        enc, dec = time_vqcodec(codec, img)
+        times.setdefault("vqcodec", {}).setdefault("encode", []).append(enc)
+        times["vqcodec"].setdefault("decode", []).append(dec)
+        for key, value in stage_times(codec, img).items():
+            stages.setdefault(key, []).append(value)
+        idx = codec.analyze(img)
+        bits["stripes"] += entropy.grid_bits(codec.prior, idx, codec.stripe_rows)
+        bits["one stripe"] += entropy.grid_bits(codec.prior, idx)
+        fidelities.append(fidelity(codec, img))
         for name, model in others.items():
             enc, dec = time_compressai(model, img, args.device)
             times.setdefault(name, {}).setdefault("encode", []).append(enc)
@@ -128,28 +190,47 @@ def main() -> None:
     print(f"{'codec':<14}{'encode':>9}{'decode':>9}")
     for name, t in times.items():
         print(f"{name:<14}{statistics.median(t['encode']):>9.3f}{statistics.median(t['decode']):>9.3f}")
-    prior_s = statistics.median(times["vqcodec"]["prior decode"])
-    print(f"vqcodec prior-only decode (range decoder + integer PixelCNN): {prior_s:.3f} s")
     vq = times["vqcodec"]
     for name in others:
         for key in ("encode", "decode"):
-            ratio = statistics.median(times[name][key]) / statistics.median(vq[key])
-            print(f"{key}: vqcodec is {ratio:.1f}x faster than {name}")
-    overhead = 100 * (bits / cross_entropy - 1)
-    print(f"\npayload {bits} bits vs prior cross-entropy {cross_entropy:.0f} bits: {overhead:+.3f}%")
+            ratio = statistics.median(vq[key]) / statistics.median(times[name][key])
+            print(f"{key}: vqcodec takes {ratio:.2f}x the time of {name}")
+    print("\nstages (median seconds):")
+    for key, values in stages.items():
+        print(f"  {key:<34}{statistics.median(values):>8.3f}")
+    waves = entropy.Wavefronts
+    shape = codec.analyze(images[0]).shape
+    steps = (len(waves(*shape, codec.prior.cfg.radius, codec.stripe_rows)), len(waves(*shape, codec.prior.cfg.radius)))
+    print(f"  wavefront steps: {steps[0]} in stripes of {codec.stripe_rows} rows, {steps[1]} in one stripe")
+    change = 100 * (bits["stripes"] / bits["one stripe"] - 1)
+    print(f"rate change of the stripes (prior cross-entropy, these images): {change:+.3f}%")
+    print(
+        "bfloat16 decoder against float32: max |diff| {:.0f}, mean |diff| {:.3f} levels, "
+        "PSNR {:.3f} vs {:.3f} dB".format(
+            max(f["max"] for f in fidelities),
+            float(np.mean([f["mean"] for f in fidelities])),
+            float(np.mean([f["psnr_bf16"] for f in fidelities])),
+            float(np.mean([f["psnr_f32"] for f in fidelities])),
+        )
+    )
+
+    if args.levels:
+        print("\ndecode seconds per level (median over the images):")
+        for info in levels(args.model):
+            level = vqcodec.load_codec(args.model, info.quality, args.device)
+            print(f"  q{info.quality}: {statistics.median(time_vqcodec(level, img)[1] for img in images):.3f}")
 
     if args.sizes:
         print("\ndecode time vs size (Kodak image 1 tiled/cropped):")
-        print(f"{'size':>10}{'grid':>10}{'waves':>7}{'decode s':>10}{'prior s':>9}{'s/Mpx':>8}")
+        print(f"{'size':>10}{'grid':>10}{'waves':>7}{'decode s':>10}{'s/Mpx':>8}")
         base = np.asarray(images[0])
         for side in (256, 512, 1024, 2048):
             reps = (side // base.shape[0] + 1, side // base.shape[1] + 1, 1)
             img = Image.fromarray(np.tile(base, reps)[:side, :side])
-            enc, dec, prior_s = time_vqcodec(codec, img)
-            grid = side // codec.factor
-            waves = len(entropy.Wavefronts(grid, grid, codec.prior.cfg.radius))
-            per_mpx = dec / side**2 * 1e6
-            print(f"{side:>5}x{side:<4}{grid:>5}x{grid:<4}{waves:>7}{dec:>10.3f}{prior_s:>9.3f}{per_mpx:>8.3f}")
+            dec = time_vqcodec(codec, img)[1]
+            grid = side // codec.multiple
+            n = len(entropy.Wavefronts(grid, grid, codec.prior.cfg.radius, codec.stripe_rows))
+            print(f"{side:>5}x{side:<4}{grid:>5}x{grid:<4}{n:>7}{dec:>10.3f}{dec / side**2 * 1e6:>8.3f}")
 
 
 if __name__ == "__main__":

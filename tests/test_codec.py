@@ -17,11 +17,9 @@ from .conftest import smooth_image
 
 def reference_indices(codec, arr: np.ndarray) -> torch.Tensor:
     """Whole-image encoder pass (no bands), for comparison."""
-    f = codec.multiple
-    x = torch.from_numpy(arr).permute(2, 0, 1)[None].float()
-    x = torch.nn.functional.pad(x, (0, -x.shape[3] % f, 0, -x.shape[2] % f), mode="replicate") / 255
+    x = codec_module.pixels(Image.fromarray(arr), codec.multiple)
     with torch.no_grad():
-        return codec.vqvae.encode(x)[0]
+        return codec.analysis(x)[0]
 
 
 SIZES = [(1, 1), (5, 3), (17, 31), (64, 48), (1, 5000), (5000, 1), (130, 200)]

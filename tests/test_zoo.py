@@ -108,3 +108,28 @@ def test_every_retired_id_is_no_longer_shipped():
     shipped_ids = {i.model_id.hex() for i in shipped()}
     assert all(len(bytes.fromhex(k)) == 4 for k in retired())
     assert not shipped_ids & set(retired())
+
+
+def test_the_bfloat16_networks_stay_within_a_level_or_two_of_float32():
+    """The speed path (encoder and decoder in bfloat16 but for their last layers) against float32,
+    with the shipped default on a sample photo: same quality, near-identical indices and pixels."""
+    import numpy as np
+    from PIL import Image
+
+    from vqcodec.codec import VQCodec
+    from vqcodec.evaluation import psnr
+    from vqcodec.zoo import find
+
+    img = Image.open(Path(__file__).parent.parent / "samples" / "bsds-val-2.png").convert("RGB")
+    codec = VQCodec.from_weights(find("vq"))  # not the API's cached codec: this test switches its precision
+    out = {}
+    for flag in (False, True):
+        codec.bf16 = flag
+        idx = codec.analyze(img)
+        out[flag] = (idx, codec.synthesize(idx, img.height, img.width))
+    (idx32, px32), (idx16, px16) = out[False], out[True]
+    assert (idx32 == idx16).float().mean() > 0.97
+    mixed = codec.synthesize(idx32, img.height, img.width).astype(int)  # the bf16 decoder on float32's indices
+    assert np.abs(mixed - px32.astype(int)).max() <= 2
+    ref = np.asarray(img)
+    assert abs(psnr(ref, px16) - psnr(ref, px32)) < 0.05

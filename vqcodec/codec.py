@@ -33,6 +33,7 @@ from PIL import Image
 from vqcodec import entropy
 from vqcodec.errors import BitstreamError, ModelError
 from vqcodec.format import VERSION, Header, pack, read_varint, unpack, varint
+from vqcodec.hardware import bf16_supported
 from vqcodec.images import ImageLike, prepare
 from vqcodec.models.ae import (
     AEConfig,
@@ -159,6 +160,10 @@ class VQCodec(Codec):
         super().__init__(info, device)
         self.vqvae, self.prior = vqvae, prior
         self.multiple = vqvae.cfg.downsample
+        # the networks' layers but the last in bfloat16 where the device computes it natively:
+        # about 1.5-2x as fast on a CPU; decoded pixels within a level or two of float32, and
+        # about 1% of the encoder's indices differ (same rate and PSNR; measured in README)
+        self.bf16 = bf16_supported(device)
 
     @classmethod
     def from_weights(cls, info: WeightsInfo, device: str | torch.device = "cpu") -> VQCodec:
@@ -200,13 +205,33 @@ class VQCodec(Codec):
     def indices(self, x: torch.Tensor) -> torch.Tensor:
         """Padded pixels (1, 3, H, W) -> (H/4, W/4) index grid, computed band by band."""
         f = self.multiple
-        return banded(lambda part: self.vqvae.encode(part.to(self.device)).cpu(), x, x.shape[2] // f, f, 1)[0]
+        return banded(lambda part: self.analysis(part.to(self.device)).cpu(), x, x.shape[2] // f, f, 1)[0]
 
     @torch.no_grad()
     def pixels(self, idx: torch.Tensor) -> torch.Tensor:
-        """(rows, cols) index grid -> (3, 4 rows, 4 cols) uint8 pixels, band by band."""
+        """(rows, cols) index grid -> (3, f rows, f cols) uint8 pixels, band by band."""
         f = self.multiple
-        return banded(lambda part: to_uint8(self.vqvae.decode(part.to(self.device)[None])[0]), idx, len(idx), 1, f)
+        return banded(lambda part: to_uint8(self.synthesis(part.to(self.device)[None])[0]), idx, len(idx), 1, f)
+
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels (B, 3, H, W) in [0, 1] -> index grid (B, H/f, W/f): the VQ-VAE's encoder, in
+        bfloat16 but for its last layer (the latent the quantizer compares) when ``bf16``."""
+        if not self.bf16:
+            return self.vqvae.encode(x)
+        encoder = self.vqvae.encoder
+        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            hidden = encoder[:-1](x - 0.5)
+        return self.vqvae.quantizer.indices(encoder[-1](hidden.float()))
+
+    def synthesis(self, idx: torch.Tensor) -> torch.Tensor:
+        """Index grid (B, h, w) -> image (B, 3, f h, f w), not clamped: the VQ-VAE's decoder, in
+        bfloat16 but for its last layer when ``bf16``."""
+        if not self.bf16:
+            return self.vqvae.decode(idx)
+        decoder = self.vqvae.decoder
+        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            hidden = decoder[:-1](self.vqvae.quantizer.lookup(idx))
+        return decoder[-1](hidden.float()) + 0.5
 
     def analyze(self, rgb: Image.Image) -> torch.Tensor:
         """RGB image -> its index grid."""

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from vqcodec import __version__
 from vqcodec.data import CropDataset, image_files, load_rgb, shard_items, to_tensor
+from vqcodec.hardware import bf16_supported
 from vqcodec.models.ae import AEConfig, make_model
 from vqcodec.models.prior import PixelCNNPrior, PriorConfig, cross_entropy_bits
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
@@ -78,13 +79,6 @@ def train_device(cfg: TrainConfig) -> torch.device:
     if not cuda:
         return torch.device("cpu")
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively (AVX512-BF16 or AMX on a CPU)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def start_distributed(device: torch.device) -> tuple[int, int]:
