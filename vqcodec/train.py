@@ -170,6 +170,7 @@ class Run:
         self.budget = {
             "seconds": self.budget["seconds"] + seconds,
             "core_seconds": self.budget["core_seconds"] + seconds * threads * self.world,
+            "threads": threads * self.world,  # of the last session, for the record
         }
 
     @property
@@ -499,7 +500,8 @@ def load_vqvae(source: str | Path) -> VQVAE:
 
 
 def run_budget(out: str | Path) -> dict:
-    """Training time of a run directory: wall seconds, core-hours, threads' precision."""
+    """Training time of a run directory: wall seconds, core-hours (threads x seconds, summed over
+    every session), the thread count, precision and device."""
     state = torch.load(Path(out) / "checkpoint.pt", weights_only=False, map_location="cpu")
     config = json.loads((Path(out) / "config.json").read_text())
     budget = state.get("budget")
@@ -508,6 +510,7 @@ def run_budget(out: str | Path) -> dict:
     return {
         "seconds": round(budget["seconds"], 1),
         "core_hours": round(budget["core_seconds"] / 3600, 6),
+        "threads": budget.get("threads"),
         "precision": "bfloat16" if config["train"].get("amp") else "float32",
         "device": config["train"].get("device", "cpu"),
     }
