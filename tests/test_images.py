@@ -1,6 +1,7 @@
 import io
 import struct
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -93,8 +94,16 @@ def test_not_an_image_is_named_in_the_error(tmp_path):
 
 def crafted(kind: str) -> bytes:
     """Files that make Pillow raise something other than OSError: a GIF whose screen claims
-    65535 x 65535 pixels (DecompressionBombError), a DDS in a pixel format Pillow lacks
-    (NotImplementedError)."""
+    65535 x 65535 pixels and an ICO whose embedded PNG does (DecompressionBombError), a DDS in a
+    pixel format Pillow lacks (NotImplementedError)."""
+    if kind == "ico":
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 64)).save(buf, "ICO", sizes=[(64, 64)])
+        ico = bytearray(buf.getvalue())
+        png = ico.find(b"\x89PNG")
+        ico[png + 16 : png + 24] = struct.pack(">II", 65535, 65535)  # the IHDR's size, then its CRC
+        ico[png + 29 : png + 33] = struct.pack(">I", zlib.crc32(bytes(ico[png + 12 : png + 29])))
+        return bytes(ico)
     if kind == "gif":
         buf = io.BytesIO()
         Image.new("P", (2, 2)).save(buf, "GIF")
@@ -110,7 +119,10 @@ def crafted(kind: str) -> bytes:
     return bytes(header) + struct.pack("<IIIII", 200, 3, 0, 1, 0) + bytes(64)
 
 
-@pytest.mark.parametrize(("kind", "why"), [("gif", "decompression-bomb limit"), ("dds", "NotImplementedError")])
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [("gif", "decompression-bomb limit"), ("ico", "decompression-bomb limit"), ("dds", "NotImplementedError")],
+)
 def test_every_failure_to_read_is_an_image_error_naming_the_file(tmp_path, kind, why):
     path = tmp_path / f"crafted.{kind}"
     path.write_bytes(crafted(kind))

@@ -171,7 +171,8 @@ root.querySelectorAll('.pool img').forEach(im=>pool[im.dataset.key]=im);
 const W=V.width, H=V.height;
 let split=0.5, zoom=1, px=0, py=0, vw=0, vh=0;
 function size(){
-  vw=Math.min(root.clientWidth||W, Math.max(W, 480)); vh=Math.max(160, Math.min(H, Math.round(window.innerHeight*0.72)));
+  vw=Math.min(root.clientWidth||W, Math.max(W, 480));
+  vh=Math.max(160, Math.min(H, Math.round(window.innerHeight*0.72)));
   view.style.width=vw+'px'; view.style.height=vh+'px';
 }
 function clampPan(){
