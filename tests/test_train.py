@@ -281,3 +281,13 @@ def test_a_retrained_encoder_supersedes_nothing(folders, tmp_path, tiny_weights)
     assert info.meta["supersedes"] == [] and info.decodes == {info.model_id}
     assert info.meta["training"]["init"]["weights"] == "tiny-q1"
     assert info.meta["training"]["budget"]["vqvae"]["core_hours"] > 0
+
+
+def test_a_time_limit_stops_with_a_checkpoint_and_the_run_resumes(folders, tmp_path):
+    cfg = config(folders, tmp_path / "vq", 1000)
+    cfg.minutes, cfg.ckpt_every = 1e-9, 1000  # out of time at once: one checkpoint, no steps
+    train_vqvae(TINY_VQVAE, cfg)
+    assert torch.load(tmp_path / "vq" / "checkpoint.pt", weights_only=False)["step"] == 0
+    cfg = config(folders, tmp_path / "vq", 3)
+    train_vqvae(TINY_VQVAE, cfg)
+    assert torch.load(tmp_path / "vq" / "checkpoint.pt", weights_only=False)["step"] == 3

@@ -458,6 +458,12 @@ def train_options(f):
             click.option("--val", default="../shared/data/val", show_default=True, help="Validation images."),
             click.option("--threads", type=int, default=0, help="CPU threads (0: torch's default)."),
             click.option(
+                "--minutes",
+                type=float,
+                default=0,
+                help="Stop with a checkpoint after this many minutes (0: no limit); running again resumes.",
+            ),
+            click.option(
                 "--device",
                 type=click.Choice(["auto", "cpu", "cuda"]),
                 default="auto",

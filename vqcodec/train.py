@@ -56,6 +56,7 @@ class TrainConfig:
     ema: float = 0.998  # decay of the moving average of the weights that is validated and exported (0: off)
     device: str = "auto"  # cpu, cuda, or auto (cuda when available)
     amp: bool | None = None  # bfloat16 autocast for the transforms (None: where the device has bfloat16 units)
+    minutes: float = 0  # stop (with a checkpoint) after this many minutes of this session; 0: no limit
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
@@ -150,7 +151,8 @@ class Run:
                 {"model": model_config, "train": asdict(cfg), "world_size": self.world, **extra}, indent=2
             )
             (self.dir / "config.json").write_text(text)
-        self.clock = time.perf_counter()
+        self.clock = self.started = time.perf_counter()
+        self.steps_cap = cfg.steps
         self.bar = tqdm(total=cfg.steps, initial=self.step, desc=desc, dynamic_ncols=True, disable=self.rank > 0)
 
     def data(self, folder: str) -> CropDataset:
@@ -175,9 +177,24 @@ class Run:
 
     @property
     def running(self) -> bool:
-        if self.step >= self.cfg.steps:
+        """Whether to take another step: until ``steps``, or until ``minutes`` of this session
+        have passed (then the checkpoint is written, and a later session resumes from it)."""
+        if self.step < self.cfg.steps and self.out_of_time():
+            self.save()
+            self.steps_cap = self.step
+        if self.step >= min(self.cfg.steps, self.steps_cap):
             self.bar.close()
-        return self.step < self.cfg.steps
+            return False
+        return True
+
+    def out_of_time(self) -> bool:
+        """``minutes`` passed since this session's start (on rank 0's clock, for every rank)."""
+        if not self.cfg.minutes:
+            return False
+        late = torch.tensor(float(time.perf_counter() - self.started > 60 * self.cfg.minutes))
+        if self.world > 1:
+            dist.broadcast(late, 0)
+        return bool(late)
 
     def optimize(self, loss: torch.Tensor) -> None:
         """One optimizer step on ``loss`` at the scheduled learning rate."""
