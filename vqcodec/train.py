@@ -326,6 +326,8 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig, init: str | None = Non
     origin = warm_start(model, init) if init else {}
     run = Run(cfg, model, model_cfg.to_dict(), "vqvae", init=origin)
     data = run.data(cfg.data)
+    if init and run.step == 0 and run.rank == 0 and bool(model.quantizer.initialized):  # a warm start's first point
+        run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
     while run.running:
         x = run.batch(data)
         with run.autocast():
@@ -358,6 +360,9 @@ def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, source: str | None = None) 
     base = {"source": str(source), **read_vqvae(source)[2]} if source else {}
     run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base)
     data = run.data(cfg.data)
+    if run.step == 0 and run.rank == 0:  # where the learning curve starts
+        run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
+        vqvae.eval()
     while run.running:
         x = run.batch(data)
         with run.autocast():
