@@ -20,7 +20,7 @@ KODAK=${KODAK-../shared/data/kodak}  # where the export measures each level (emp
 start=$(date +%s)
 left() { echo $(( BUDGET * 60 - ($(date +%s) - start) )); }
 
-python3 -m pip install -q --disable-pip-version-check ".[test]" 2>&1 | tail -1 || true
+python3 -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | tail -1 || true
 if [ "$DEVICE" = cuda ]; then
   timeout 120 python3 -m pytest -q tests/test_api.py tests/test_entropy.py tests/test_quantization.py tests/test_zoo.py \
     2>&1 | tail -3 | tee "$OUT/cuda-tests.txt" || true

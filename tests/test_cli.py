@@ -165,3 +165,15 @@ def test_eval_without_its_extras_names_the_install_command(capsys, tmp_path, mon
     code, _, err = run(capsys, "eval", str(tmp_path), "--codecs", "jpeg")
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert module.replace("_", "-") in err and 'pip install "vqcodec[eval]"' in err and "internal error" not in err
+
+
+def test_info_names_the_model_that_decodes_the_file(capsys, tmp_path, photo, tiny_weights, monkeypatch):
+    from vqcodec import zoo
+
+    assert run(capsys, "compress", str(photo), "--model", tiny_weights)[0] == 0
+    code, out, _ = run(capsys, "info", str(tmp_path / "photo.vqc"), "--json")
+    fields = json.loads(out)
+    assert code == 0 and fields["version"] == 2 and fields["model"] is None  # the tiny model is not installed
+    monkeypatch.setattr(zoo, "shipped", lambda: (zoo.read_info(tiny_weights),))
+    code, out, _ = run(capsys, "info", str(tmp_path / "photo.vqc"), "--json")
+    assert json.loads(out)["model"] == "tiny q1"

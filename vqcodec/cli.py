@@ -267,18 +267,24 @@ def decompress(ctx, inputs, output, device, max_pixels, model, force, as_json) -
 def info(file, as_json) -> None:
     """Show the header of a .vqc file."""
     from vqcodec.format import unpack
-    from vqcodec.zoo import find_by_id
+    from vqcodec.zoo import find_by_id, retired
 
     data = Path(file).read_bytes()
     header, payload = unpack(data)
     known = find_by_id(header.family, header.model_id)
+    model = None
+    if known is not None:
+        model = f"{known.name} q{known.quality}" + ("" if known.model_id == header.model_id else " (its successor)")
+    elif header.model_id.hex() in retired():
+        model = f"retired after vqcodec {retired()[header.model_id.hex()]['version']}"
     fields = {
         "file": file,
         "bytes": len(data),
+        "version": header.version,
         "family": header.family,
         "quality": header.quality,
         "model_id": header.model_id.hex(),
-        "model": known.name if known else None,
+        "model": model,
         "width": header.width,
         "height": header.height,
         "mode": header.mode,
