@@ -1,11 +1,12 @@
 """Write the golden files that pin the bitstream: python bin/make_golden.py [vq] [ae] [vae]
 
-tests/data/golden-v1.vqc is a 96x64 crop of samples/bsds-val-2.png compressed by the shipped
-default vq model; golden-v1-indices.npy and golden-v1-decoded.png are what it must decode to.
-golden-v1-ae.vqc and golden-v1-vae.vqc are the same crop compressed by the default levels of
-the ae and vae models, with the rounded latents (-latent.npy, and -side.npy for the vae) and
-pixels they must decode to. Regenerate a family's files only on a deliberate format version
-or model change (and say so in the commit).
+tests/data/golden-vN.vqc (N: the format version) is a 96x64 crop of samples/bsds-val-2.png
+compressed by the shipped default vq model; golden-vN-indices.npy and golden-vN-decoded.png
+(float32 networks) are what it must decode to. golden-vN-ae.vqc and golden-vN-vae.vqc are the
+same crop compressed by the default levels of the ae and vae models, with the rounded latents
+(-latent.npy, and -side.npy for the vae) and pixels they must decode to. Regenerate a family's
+files only on a deliberate format version or model change (and say so in the commit); files of
+earlier versions stay, and must keep decoding.
 """
 
 import sys
@@ -15,7 +16,6 @@ import numpy as np
 from PIL import Image
 
 import vqcodec
-from vqcodec import entropy
 from vqcodec.codec import pixels
 from vqcodec.format import VERSION, unpack
 
@@ -31,10 +31,13 @@ def golden_vq() -> bytes:
     codec = vqcodec.load_codec("vq")
     data = codec.compress(crop())
     header, payload = unpack(data)
-    idx = entropy.decode_grid(codec.prior, payload, (header.height + 3) // 4, (header.width + 3) // 4)
+    f = codec.multiple
+    idx = codec.read(payload, -(-header.height // f), -(-header.width // f), header.version)
     (OUT / f"golden-v{VERSION}.vqc").write_bytes(data)
     np.save(OUT / f"golden-v{VERSION}-indices.npy", idx.numpy().astype(np.int16))
+    bf16, codec.bf16 = codec.bf16, False  # the reference pixels: float32 networks
     codec.decompress(data).save(OUT / f"golden-v{VERSION}-decoded.png")
+    codec.bf16 = bf16
     return data
 
 
