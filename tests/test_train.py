@@ -275,7 +275,7 @@ def test_decoder_of_a_weights_file_is_finetuned_and_its_files_still_decode(
     api._load.cache_clear()
 
 
-def test_a_retrained_encoder_supersedes_nothing(folders, tmp_path, tiny_weights):
+def test_a_retrained_codebook_supersedes_nothing(folders, tmp_path, tiny_weights):
     train_vqvae(TINY_VQVAE, config(folders, tmp_path / "vq", 2), init=tiny_weights)
     info = export_codec(str(tmp_path / "vq"), tiny_weights, "tiny", 1, str(tmp_path / "x.safetensors"), None)
     assert info.meta["supersedes"] == [] and info.decodes == {info.model_id}
@@ -291,3 +291,21 @@ def test_a_time_limit_stops_with_a_checkpoint_and_the_run_resumes(folders, tmp_p
     cfg = config(folders, tmp_path / "vq", 3)
     train_vqvae(TINY_VQVAE, cfg)
     assert torch.load(tmp_path / "vq" / "checkpoint.pt", weights_only=False)["step"] == 3
+
+
+def test_a_level_exported_in_place_keeps_its_record_and_stores_float16(folders, tmp_path, tiny_weights):
+    import shutil
+
+    level = tmp_path / "tiny-q1.safetensors"
+    shutil.copy(tiny_weights, level)
+    old = read_info(level)
+    finetune_decoder(load_vqvae(level), config(folders, tmp_path / "dec", 2), str(level))
+    for _ in range(2):  # the second export reads the first one where the source was: same record
+        info = export_codec(str(tmp_path / "dec"), str(level), "tiny", 1, str(tmp_path / "x.safetensors"), None)
+        shutil.copy(tmp_path / "x.safetensors", level)
+        assert list(info.meta["training"]["steps"]) == ["decoder"]
+    assert info.meta["supersedes"][-1]["id"] == old.model_id.hex()
+    from vqcodec.zoo import load_tensors
+
+    dtypes = {v.dtype for k, v in load_tensors(info).items() if k.startswith("vqvae.") and "initialized" not in k}
+    assert dtypes == {torch.float16}

@@ -375,8 +375,10 @@ def save_vq_weights(
     quality: int,
     meta: dict,
 ) -> WeightsInfo:
-    """Write a VQ codec (VQ-VAE float weights + integer prior) as one safetensors file."""
-    tensors = {f"vqvae.{k}": v for k, v in vqvae.state_dict().items()}
+    """Write a VQ codec (VQ-VAE weights in float16, run in float32, + integer prior) as one
+    safetensors file. float16 halves the VQ-VAE's share of the file; Kodak PSNR moves by less
+    than 0.01 dB (README)."""
+    tensors = {f"vqvae.{k}": v.half() if v.is_floating_point() else v for k, v in vqvae.state_dict().items()}
     tensors.update({f"prior.{k}": v for k, v in prior_tensors.items()})
     meta = {"vqvae_config": vqvae.cfg.to_dict(), "prior_config": prior_cfg.to_dict(), **meta}
     return save_weights(path, tensors, "vq", name, quality, meta)

@@ -357,7 +357,7 @@ def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, source: str | None = None) 
     vqvae.eval()  # no EMA codebook updates
     for p in [*vqvae.encoder.parameters(), *vqvae.quantizer.parameters()]:
         p.requires_grad_(False)
-    base = {"source": str(source), **read_vqvae(source)[2]} if source else {}
+    base = {"source": str(source), **read_vqvae(source)[2], "training": training_record(source)} if source else {}
     run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base)
     data = run.data(cfg.data)
     if run.step == 0 and run.rank == 0:  # where the learning curve starts
@@ -582,8 +582,10 @@ def training_record(source: str | Path) -> dict:
 
         return without_stages(read_info(source).meta.get("training", {}), "prior")
     config = json.loads((Path(source) / "config.json").read_text())
-    if config.get("base"):  # a decoder fine-tuning of another VQ-VAE
-        return add_stage(training_record(config["base"]["source"]), "decoder", config["train"], run_budget(source))
+    if config.get("base"):  # a decoder fine-tuning of another VQ-VAE, whose record it kept when it started
+        base = config["base"]
+        before = base["training"] if "training" in base else training_record(base["source"])
+        return add_stage(before, "decoder", config["train"], run_budget(source))
     record = {"data": TRAINING_DATA, **({"init": config["init"]} if config.get("init") else {})}
     return add_stage(record, "vqvae", config["train"], run_budget(source))
 
@@ -611,8 +613,9 @@ def read_prior(source: str | Path) -> tuple[PriorConfig, dict[str, torch.Tensor]
 
 def superseded(vqvae: VQVAE, prior_src: str | Path) -> list[dict]:
     """The earlier weights whose files a new model decodes: those of ``prior_src`` when it is a
-    weights file with the same encoder and codebook (so the same indices under the same prior:
-    decoder-only fine-tuning), and in turn the weights those superseded."""
+    weights file (whose prior the new model ships) with the same codebook up to the float16 the
+    weights are stored in (so its files' indices mean the same: decoder-only fine-tuning), and in
+    turn the weights those superseded."""
     if Path(prior_src).is_dir():
         return []
     from vqcodec.codec import prefixed
@@ -621,7 +624,7 @@ def superseded(vqvae: VQVAE, prior_src: str | Path) -> list[dict]:
     info = read_info(prior_src)
     old = prefixed(load_tensors(info), "vqvae.")
     mine = vqvae.state_dict()
-    if any(not torch.equal(old[k].float(), v.float()) for k, v in mine.items() if not k.startswith("decoder.")):
+    if any(not torch.equal(old[k].half(), v.half()) for k, v in mine.items() if k.startswith("quantizer.")):
         return []
     entry = {"id": info.model_id.hex(), "quality": info.quality, "release": info.meta.get("release", "0.1.0")}
     return [entry, *info.meta.get("supersedes", [])]
