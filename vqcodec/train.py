@@ -173,6 +173,7 @@ class Run:
             "seconds": self.budget["seconds"] + seconds,
             "core_seconds": self.budget["core_seconds"] + seconds * threads * self.world,
             "threads": threads * self.world,  # of the last session, for the record
+            "device": self.device.type,
         }
 
     @property
@@ -534,7 +535,7 @@ def run_budget(out: str | Path) -> dict:
         "core_hours": round(budget["core_seconds"] / 3600, 6),
         "threads": budget.get("threads"),
         "precision": "bfloat16" if config["train"].get("amp") else "float32",
-        "device": config["train"].get("device", "cpu"),
+        "device": budget.get("device", config["train"].get("device", "cpu")),
     }
 
 
