@@ -177,3 +177,15 @@ def test_info_names_the_model_that_decodes_the_file(capsys, tmp_path, photo, tin
     monkeypatch.setattr(zoo, "shipped", lambda: (zoo.read_info(tiny_weights),))
     code, out, _ = run(capsys, "info", str(tmp_path / "photo.vqc"), "--json")
     assert json.loads(out)["model"] == "tiny q1"
+
+
+def test_warnings_are_one_line_each(capsys, tmp_path, tiny_weights, monkeypatch):
+    import warnings
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored after the test
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        code, _, err = run(capsys, "compress", str(tmp_path / "anim.gif"), "--model", tiny_weights)
+    assert code == 0 and err == f"vqcodec: warning: {tmp_path / 'anim.gif'} has 2 frames: vqcodec codes the first\n"

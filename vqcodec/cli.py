@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,6 +153,13 @@ def run_batch(ctx: click.Context, files: list[Path], job: Callable[[Path], dict]
 def cli(ctx: click.Context, debug: bool) -> None:
     """vqcodec: learned image compression (VQ-VAE + integer PixelCNN prior + range coding)."""
     ctx.obj = {"debug": debug}
+    if not debug:
+        warnings.showwarning = show_warning
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line on stderr, like errors (with --debug: Python's own format)."""
+    click.echo(f"vqcodec: warning: {message}", err=True)
 
 
 @cli.command()
