@@ -320,6 +320,8 @@ def models(as_json) -> None:
             "quality": i.quality,
             "id": i.model_id.hex(),
             "file": i.path.name,
+            "core_hours_recorded": round(i.recorded_core_hours[0], 3),
+            "every_stage_recorded": i.recorded_core_hours[1],
             **i.metrics,
         }
         for i in shipped()
@@ -327,13 +329,14 @@ def models(as_json) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'name':<8}{'q':>3}  {'id':<9}{'kodak bpp':>10}{'PSNR dB':>9}{'MS-SSIM':>9}")
+    click.echo(f"{'name':<8}{'q':>3}  {'id':<9}{'kodak bpp':>10}{'PSNR dB':>9}{'MS-SSIM':>9}  core-h recorded")
     for r in rows:
         bpp, psnr, ms = r.get("kodak_bpp"), r.get("kodak_psnr"), r.get("kodak_ms_ssim")
+        hours = f"{r['core_hours_recorded']:.2f}" + ("" if r["every_stage_recorded"] else " (+ earlier stages)")
         click.echo(
             f"{r['name']:<8}{r['quality']:>3}  {r['id']:<9}"
             f"{bpp if bpp is None else f'{bpp:.4f}':>10}{psnr if psnr is None else f'{psnr:.2f}':>9}"
-            f"{ms if ms is None else f'{ms:.4f}':>9}"
+            f"{ms if ms is None else f'{ms:.4f}':>9}  {hours}"
         )
 
 

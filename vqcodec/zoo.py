@@ -56,6 +56,15 @@ class WeightsInfo:
         return self.meta.get("metrics", {})
 
     @property
+    def recorded_core_hours(self) -> tuple[float, bool]:
+        """(core-hours of the training stages that recorded them, whether every stage did):
+        runs record their budget since vqcodec 0.2; earlier stages only their steps."""
+        training = self.meta.get("training", {})
+        budgets = training.get("budget", {})
+        hours = sum(b.get("core_hours", 0.0) for b in budgets.values())
+        return hours, set(training.get("steps", {})) <= {k for k, b in budgets.items() if "core_hours" in b}
+
+    @property
     def decodes(self) -> frozenset[bytes]:
         """Ids of the files this model decodes: its own, and those of the earlier weights it
         supersedes (same encoder, codebook and prior, so the same indices; a better decoder)."""
