@@ -133,7 +133,8 @@ def data_uri(img: Image.Image) -> str:
 
 
 VIEWER_CSS = """
-.vqv{--accent:#5aa9ff;color:#e8e8e8;font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif}
+.vqv{--accent:#5aa9ff;color:#e8e8e8;background:#121418;padding:10px 14px;border-radius:10px;
+  font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif}
 .vqv .controls{display:flex;flex-wrap:wrap;gap:10px 18px;align-items:center;margin:10px 0}
 .vqv label{color:#aab}
 .vqv select,.vqv button{background:#262a33;color:#eee;border:1px solid #3b4150;border-radius:6px;
@@ -226,9 +227,10 @@ def _fmt(value: float | int | None, spec: str) -> str:
 
 def viewer_html(variants: list[Variant], left: str = "vq", right: str | None = None) -> str:
     """The viewer as an HTML fragment (styles, images, script): a split between two images that
-    the page's selects choose (at first ``left`` and ``right``, by default the first classical
-    codec), zoom 1x/2x/4x, panning by dragging, and each image's numbers."""
-    right = right or next((v.key for v in variants if v.key in SEARCHES), "original")
+    the page's selects choose (at first ``left`` and ``right``, by default WebP, else the next
+    classical codec there is), zoom 1x/2x/4x, panning by dragging, and each image's numbers."""
+    keys = {v.key for v in variants}
+    right = right or next((k for k in ("webp", "avif", "jpeg", "jpeg2000") if k in keys), "original")
     width, height = variants[0].image.size
     names = {v.key: v.label for v in variants}
     data = json.dumps({"width": width, "height": height, "names": names, "stats": [v.stats() for v in variants]})
