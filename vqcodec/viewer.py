@@ -156,7 +156,7 @@ VIEWER_CSS = """
   pointer-events:none;font-size:13px;white-space:nowrap}
 .vqv .tag.left{left:10px}.vqv .tag.right{right:10px}
 .vqv table{border-collapse:collapse;margin:14px 0;font-size:13px;font-variant-numeric:tabular-nums}
-.vqv td,.vqv th{padding:5px 12px;border-bottom:1px solid #2c313b;text-align:right}
+.vqv td,.vqv th{padding:5px 12px;border:0;border-bottom:1px solid #2c313b;text-align:right}
 .vqv td:first-child,.vqv th:first-child{text-align:left}
 .vqv tr.shown td{color:#fff;background:#1e2633}
 .vqv .note{color:#99a;font-size:12px}
