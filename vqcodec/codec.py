@@ -213,25 +213,22 @@ class VQCodec(Codec):
         f = self.multiple
         return banded(lambda part: to_uint8(self.synthesis(part.to(self.device)[None])[0]), idx, len(idx), 1, f)
 
-    def analysis(self, x: torch.Tensor) -> torch.Tensor:
-        """Pixels (B, 3, H, W) in [0, 1] -> index grid (B, H/f, W/f): the VQ-VAE's encoder, in
-        bfloat16 but for its last layer (the latent the quantizer compares) when ``bf16``."""
+    def network(self, layers: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        """``layers`` applied to ``x``: in float32, or with ``bf16`` in bfloat16 autocast but for
+        the last layer (the encoder's latent, which the quantizer compares; the decoder's pixels)."""
         if not self.bf16:
-            return self.vqvae.encode(x)
-        encoder = self.vqvae.encoder
+            return layers(x)
         with torch.autocast(self.device.type, dtype=torch.bfloat16):
-            hidden = encoder[:-1](x - 0.5)
-        return self.vqvae.quantizer.indices(encoder[-1](hidden.float()))
+            hidden = layers[:-1](x)
+        return layers[-1](hidden.float())
+
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels (B, 3, H, W) in [0, 1] -> index grid (B, H/f, W/f): the VQ-VAE's encoder and quantizer."""
+        return self.vqvae.quantizer.indices(self.network(self.vqvae.encoder, x - 0.5))
 
     def synthesis(self, idx: torch.Tensor) -> torch.Tensor:
-        """Index grid (B, h, w) -> image (B, 3, f h, f w), not clamped: the VQ-VAE's decoder, in
-        bfloat16 but for its last layer when ``bf16``."""
-        if not self.bf16:
-            return self.vqvae.decode(idx)
-        decoder = self.vqvae.decoder
-        with torch.autocast(self.device.type, dtype=torch.bfloat16):
-            hidden = decoder[:-1](self.vqvae.quantizer.lookup(idx))
-        return decoder[-1](hidden.float()) + 0.5
+        """Index grid (B, h, w) -> image (B, 3, f h, f w), not clamped: the VQ-VAE's decoder."""
+        return self.network(self.vqvae.decoder, self.vqvae.quantizer.lookup(idx)) + 0.5
 
     def analyze(self, rgb: Image.Image) -> torch.Tensor:
         """RGB image -> its index grid."""

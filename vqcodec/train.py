@@ -285,21 +285,28 @@ def validate_vqvae(model: VQVAE, folder: str, limit: int) -> dict[str, float]:
     }
 
 
-def read_vqvae(source: str | Path) -> tuple[dict, dict, dict]:
-    """(model config, state dict, origin) of a trained VQ-VAE: a run directory or a VQ weights file.
-
-    The origin names the source (run directory, or weights name and id) for the metadata of
-    whatever is trained from it next."""
+def vqvae_origin(source: str | Path) -> dict:
+    """What a trained VQ-VAE is (run directory, or weights name and id) for the metadata of
+    whatever is trained from it next; reads configurations and metadata, not tensors."""
     if Path(source).is_dir():
-        config, state = load_run(source)
-        return config["model"], state, {"run": str(source), "model": config["model"], "train": config["train"]}
+        config = json.loads((Path(source) / "config.json").read_text())
+        return {"run": str(source), "model": config["model"], "train": config["train"]}
+    from vqcodec.zoo import read_info
+
+    info = read_info(source)
+    return {"weights": f"{info.name}-q{info.quality}", "id": info.model_id.hex(), "model": info.meta["vqvae_config"]}
+
+
+def read_vqvae(source: str | Path) -> tuple[dict, dict, dict]:
+    """(model config, state dict, origin) of a trained VQ-VAE: a run directory or a VQ weights file."""
+    origin = vqvae_origin(source)
+    if Path(source).is_dir():
+        return origin["model"], load_run(source)[1], origin
     from vqcodec.codec import prefixed
     from vqcodec.zoo import load_tensors, read_info
 
-    info = read_info(source)
-    state = {k: v.float() for k, v in prefixed(load_tensors(info), "vqvae.").items()}
-    origin = {"weights": f"{info.name}-q{info.quality}", "id": info.model_id.hex(), "model": info.meta["vqvae_config"]}
-    return info.meta["vqvae_config"], state, origin
+    state = {k: v.float() for k, v in prefixed(load_tensors(read_info(source)), "vqvae.").items()}
+    return origin["model"], state, origin
 
 
 def warm_start(model: VQVAE, source: str) -> dict:
@@ -358,7 +365,7 @@ def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, source: str | None = None) 
     vqvae.eval()  # no EMA codebook updates
     for p in [*vqvae.encoder.parameters(), *vqvae.quantizer.parameters()]:
         p.requires_grad_(False)
-    base = {"source": str(source), **read_vqvae(source)[2], "training": training_record(source)} if source else {}
+    base = {"source": str(source), **vqvae_origin(source), "training": training_record(source)} if source else {}
     run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base)
     data = run.data(cfg.data)
     if run.step == 0 and run.rank == 0:  # where the learning curve starts
@@ -565,14 +572,17 @@ def stage_names(training: dict, kind: str) -> list[str]:
     return [n for n in training.get("steps", {}) if n == kind or n.startswith(f"{kind}-")]
 
 
-def without_stages(training: dict, kind: str) -> dict:
-    """A training record less its stages of ``kind``."""
-    drop = stage_names(training, kind)
-    out = {k: v for k, v in training.items() if k not in drop}
+def split_stages(training: dict, kind: str) -> tuple[dict, dict]:
+    """(a training record less its stages of ``kind``, those stages alone), each with its share
+    of the steps and budget."""
+    names = set(stage_names(training, kind))
+    rest = {k: v for k, v in training.items() if k not in names}
+    only = {k: v for k, v in training.items() if k in names}
     for key in ("steps", "budget"):
         if key in training:
-            out[key] = {k: v for k, v in training[key].items() if k not in drop}
-    return out
+            rest[key] = {k: v for k, v in training[key].items() if k not in names}
+            only[key] = {k: v for k, v in training[key].items() if k in names}
+    return rest, only
 
 
 def training_record(source: str | Path) -> dict:
@@ -581,7 +591,7 @@ def training_record(source: str | Path) -> dict:
     if not Path(source).is_dir():
         from vqcodec.zoo import read_info
 
-        return without_stages(read_info(source).meta.get("training", {}), "prior")
+        return split_stages(read_info(source).meta.get("training", {}), "prior")[0]
     config = json.loads((Path(source) / "config.json").read_text())
     if config.get("base"):  # a decoder fine-tuning of another VQ-VAE, whose record it kept when it started
         base = config["base"]
@@ -605,10 +615,7 @@ def read_prior(source: str | Path) -> tuple[PriorConfig, dict[str, torch.Tensor]
     from vqcodec.zoo import load_tensors, read_info
 
     info = read_info(source)
-    training = info.meta.get("training", {})
-    record = {k: v for k, v in training.items() if k in stage_names(training, "prior")}
-    for key in ("steps", "budget"):
-        record[key] = {k: v for k, v in training.get(key, {}).items() if k in record}
+    record = split_stages(info.meta.get("training", {}), "prior")[1]
     return PriorConfig(**info.meta["prior_config"]), prefixed(load_tensors(info), "prior."), record
 
 
