@@ -25,6 +25,8 @@ def curve(run: Path) -> dict | None:
     if not (metrics.exists() and config.exists()):
         return None
     cfg = json.loads(config.read_text())
+    if "lmbda" in cfg["model"]:  # a baseline's run: bin/compute_curves.py draws those
+        return None
     points = [
         [round(m.get("core_hours", 0.0), 4), round(m["val_psnr"], 4), round(m.get("val_entropy_bpp", 0.0), 4)]
         for m in map(json.loads, metrics.read_text().splitlines())

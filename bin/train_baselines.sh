@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# Train and export the four levels of a baseline family (ae or vae), as shipped:
-# a shared stage at a middle lambda, four fine-tunings at the levels' lambdas, then export
-# (which measures each level on Kodak and writes the numbers into the weights' metadata).
-# Every stage resumes from its checkpoint; runs/ is not committed.
-#   bash bin/train_baselines.sh ae [threads]
+# A baseline family (ae or vae): one variable-rate run (configs/FAMILY.toml: six lambdas, one
+# network), resumable across sessions, then the export of its six levels as q1..q6 (each export
+# measures the level on Kodak and writes the numbers into the weights' metadata).
+#   bash bin/train_baselines.sh ae|vae train [threads] [minutes]   # 0 minutes: until the run's steps
+#   bash bin/train_baselines.sh ae|vae export
 set -euo pipefail
-family=${1:?usage: train_baselines.sh ae|vae [threads]}
-threads=${2:-0}
-vqcodec train "$family" --config "configs/$family-base.toml" --out "runs/$family-base" --threads "$threads"
-for q in 1 2 3 4; do
-  vqcodec train "$family" --config "configs/$family-q$q.toml" --init "runs/$family-base" \
-    --out "runs/$family-q$q" --threads "$threads"
-done
-for q in 1 2 3 4; do
-  default=(); [ "$q" = 2 ] && default=(--default)
-  vqcodec train export --run "runs/$family-q$q" --quality "$q" \
-    --out "vqcodec/weights/$family-q$q.safetensors" "${default[@]}"
-done
+family=${1:?usage: train_baselines.sh ae|vae train [threads] [minutes] | export}
+action=${2:?usage: train_baselines.sh ae|vae train [threads] [minutes] | export}
+case "$action" in
+  train)
+    vqcodec train "$family" --config "configs/$family.toml" --out "runs/$family" \
+      --threads "${3:-0}" --minutes "${4:-0}"
+    ;;
+  export)
+    for level in 0 1 2 3 4 5; do
+      q=$((level + 1))
+      default=(); [ "$q" = 3 ] && default=(--default)
+      vqcodec train export --run "runs/$family" --level "$level" --quality "$q" \
+        --out "vqcodec/weights/$family-q$q.safetensors" "${default[@]}"
+    done
+    ;;
+  *) echo "unknown action $action (train or export)" >&2; exit 2 ;;
+esac

@@ -12,6 +12,7 @@ from vqcodec.models.ae import (
     IntegerHyperSynthesis,
     gaussian_likelihood,
     gaussian_pmfs,
+    level_model,
     make_model,
     scale_table,
 )
@@ -59,10 +60,31 @@ def test_rate_term_uses_noise_when_training_and_rounding_otherwise(hyper):
     assert torch.equal(model(x)[1], model(x)[1])  # deterministic: rounded latents
     model.train()
     y, rate = model(x)
-    assert y.shape == x.shape and float(rate.detach()) > 0
+    assert y.shape == x.shape and rate.shape == (2,) and bool((rate > 0).all())  # bits of each image
     assert not torch.equal(rate, model(x)[1])  # fresh noise each pass
-    rate.backward()
+    rate.sum().backward()
     assert all(p.grad is not None for p in model.g_a.parameters())  # rate gradients reach the encoder
+
+
+@pytest.mark.parametrize("hyper", [0, 4])
+def test_variable_rate_levels_scale_the_latent_and_export_as_one_level_models(hyper):
+    torch.manual_seed(0)
+    lambdas = (0.002, 0.008, 0.032)
+    model = make_model(AEConfig(channels=8, latent=6, hyper=hyper, lambdas=lambdas)).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y = [model.analyze(x, level) for level in range(3)]
+        # gains start at sqrt(lambda) ratios: a higher lambda quantizes the same latent finer
+        assert torch.allclose(y[2], 4 * y[0], rtol=1e-5) and torch.allclose(y[1], 2 * y[0], rtol=1e-5)
+        for n in range(3):
+            one = level_model(model, n)
+            assert one.cfg.lambdas == (lambdas[n],) and one.cfg.lmbda == lambdas[n]
+            assert one.gains.gain.shape == (1, 6)
+            assert torch.equal(one.analyze(x), y[n])
+            y_hat = torch.round(y[n])
+            assert torch.equal(one.synthesize(y_hat), model.synthesize(y_hat, n))
+            assert torch.equal(one(x)[1], model(x, n)[1])  # the level's own densities
+        assert not torch.equal(model(x, 0)[1], model(x, 2)[1])
 
 
 def trained_like_hyper_synthesis(seed: int = 0) -> torch.nn.Sequential:

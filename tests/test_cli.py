@@ -189,3 +189,12 @@ def test_warnings_are_one_line_each(capsys, tmp_path, tiny_weights, monkeypatch)
         warnings.simplefilter("always")
         code, _, err = run(capsys, "compress", str(tmp_path / "anim.gif"), "--model", tiny_weights)
     assert code == 0 and err == f"vqcodec: warning: {tmp_path / 'anim.gif'} has 2 frames: vqcodec codes the first\n"
+
+
+def test_models_lists_every_shipped_level_with_its_budget(capsys):
+    code, out, _ = run(capsys, "models", "--json")
+    rows = json.loads(out)
+    assert code == 0 and {r["family"] for r in rows} == {"vq", "ae", "vae"}
+    assert all(r["core_hours_recorded"] >= 0 and r["levels_sharing_training"] >= 1 for r in rows)
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and len(out.splitlines()) == len(rows) + 1

@@ -11,7 +11,7 @@ from vqcodec.codec import BaselineCodec, VQCodec
 from vqcodec.data import shard_items
 from vqcodec.models.ae import AEConfig
 from vqcodec.models.prior import PriorConfig
-from vqcodec.models.vqvae import VQVAE
+from vqcodec.models.vqvae import VQVAE, grow_decoder
 from vqcodec.train import (
     TrainConfig,
     cosine_lr,
@@ -164,6 +164,25 @@ def test_baseline_training_finetuning_and_export(folders, tmp_path, hyper):
     assert codec.decompress(codec.compress(smooth_image(20, 30))).size == (30, 20)
 
 
+@pytest.mark.parametrize("hyper", [0, 4])
+def test_variable_rate_baseline_trains_every_level_and_exports_each(folders, tmp_path, hyper):
+    model_cfg = AEConfig(channels=8, latent=6, hyper=hyper, lambdas=(0.004, 0.02))
+    train = config(folders, tmp_path / "run", 4)
+    train.crop = 64
+    train_baseline(model_cfg, train)
+    validated = [m for m in lines(tmp_path / "run" / "metrics.jsonl") if "val_bpp" in m]
+    assert validated and all(len(m["val_bpp"]) == len(m["val_psnr"]) == 2 for m in validated)
+    for level in range(2):
+        out = tmp_path / f"q{level + 1}.safetensors"
+        info = export_baseline(str(tmp_path / "run"), model_cfg.family, level + 1, str(out), None, level=level)
+        assert info.meta["ae_config"]["lambdas"] == [model_cfg.lambdas[level]]
+        assert info.meta["training"]["level"] == level and info.meta["training"]["budget"]["train"]["core_hours"] > 0
+        codec = BaselineCodec.from_weights(info)
+        assert codec.decompress(codec.compress(smooth_image(20, 30))).size == (30, 20)
+    with pytest.raises(ValueError, match="levels"):
+        export_baseline(str(tmp_path / "run"), model_cfg.family, 3, str(tmp_path / "x.safetensors"), None, level=2)
+
+
 def test_runs_return_and_resume_the_moving_average_of_the_weights(folders, tmp_path):
     cfg = config(folders, tmp_path / "vq", 2)
     cfg.ema = 0.5
@@ -177,6 +196,20 @@ def test_runs_return_and_resume_the_moving_average_of_the_weights(folders, tmp_p
     cfg.steps = 4
     train_vqvae(TINY_VQVAE, cfg)
     assert torch.load(tmp_path / "vq" / "checkpoint.pt", weights_only=False)["averaged_steps"] == 4
+
+
+def test_a_checkpoint_without_optimizer_state_resumes_with_a_fresh_one(folders, tmp_path):
+    """What bin/pack_run.py leaves: weights, step and budget, no Adam moments."""
+    cfg = config(folders, tmp_path / "vq", 2)
+    train_vqvae(TINY_VQVAE, cfg)
+    path = tmp_path / "vq" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    budget = state["budget"]["core_seconds"]
+    torch.save({k: v for k, v in state.items() if k != "opt"}, path)
+    cfg.steps = 3
+    train_vqvae(TINY_VQVAE, cfg)
+    resumed = torch.load(path, weights_only=False)
+    assert resumed["step"] == 3 and resumed["budget"]["core_seconds"] > budget and "opt" in resumed
 
 
 def test_shards_split_the_images_between_ranks():
@@ -244,18 +277,21 @@ def test_mixed_precision_training_keeps_the_sensitive_parts_in_float32(folders, 
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+@pytest.mark.parametrize("grow", [0, 1])
 def test_decoder_of_a_weights_file_is_finetuned_and_its_files_still_decode(
-    folders, tmp_path, tiny_weights, monkeypatch
+    folders, tmp_path, tiny_weights, monkeypatch, grow
 ):
-    """Fine-tuning a shipped level's decoder keeps its indices and prior, so the new weights
-    supersede the old: files made by the old model decode with the new one."""
+    """Fine-tuning a shipped level's decoder (grown by ``grow`` blocks) keeps its indices and
+    prior, so the new weights supersede the old: files made by the old model decode with the new one."""
     from vqcodec import api, zoo
 
     old = read_info(tiny_weights)
     old_codec = VQCodec.from_weights(old)
     data = old_codec.compress(smooth_image(40, 48))
-    finetune_decoder(load_vqvae(tiny_weights), config(folders, tmp_path / "dec", 3), tiny_weights)
+    vqvae = load_vqvae(tiny_weights)
+    finetune_decoder(grow_decoder(vqvae, grow) if grow else vqvae, config(folders, tmp_path / "dec", 3), tiny_weights)
     new = export_codec(str(tmp_path / "dec"), tiny_weights, "tiny", 1, str(tmp_path / "new.safetensors"), None)
+    assert new.meta["vqvae_config"]["decoder_blocks"] == grow
 
     training = new.meta["training"]
     assert training["steps"]["decoder"] == 3 and training["budget"]["decoder"]["core_hours"] > 0

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from vqcodec.models.vqvae import VQVAE, VQVAEConfig
+from vqcodec.models.vqvae import VQVAE, VQVAEConfig, grow_decoder
 
 from .conftest import TINY_VQVAE
 
@@ -36,3 +36,17 @@ def test_factor_4_layers_keep_their_names_in_every_factor():
         other = VQVAE(dataclasses.replace(TINY_VQVAE, downsample=factor)).state_dict()
         differ = {k.rsplit(".", 1)[0] for k in other if k not in four or other[k].shape != four[k].shape}
         assert differ == new
+
+
+def test_a_grown_decoder_decodes_as_before_until_trained():
+    torch.manual_seed(0)
+    model = VQVAE(TINY_VQVAE).eval()
+    grown = grow_decoder(model, 2).eval()
+    assert grown.cfg.decoder_blocks == 2 and model.cfg.decoder_blocks == 0
+    idx = torch.randint(TINY_VQVAE.codebook_size, (1, 5, 6))
+    with torch.no_grad():
+        assert torch.equal(grown.decode(idx), model.decode(idx))
+        x = torch.rand(1, 3, 20, 24)
+        assert torch.equal(grown.encode(x), model.encode(x))
+    trained_names = {k for k in model.state_dict()}
+    assert trained_names < set(grown.state_dict())  # every trained layer keeps its name

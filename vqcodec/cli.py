@@ -322,6 +322,7 @@ def models(as_json) -> None:
             "file": i.path.name,
             "core_hours_recorded": round(i.recorded_core_hours[0], 3),
             "every_stage_recorded": i.recorded_core_hours[1],
+            "levels_sharing_training": len(i.meta.get("training", {}).get("lambdas", [])) or 1,
             **i.metrics,
         }
         for i in shipped()
@@ -333,6 +334,8 @@ def models(as_json) -> None:
     for r in rows:
         bpp, psnr, ms = r.get("kodak_bpp"), r.get("kodak_psnr"), r.get("kodak_ms_ssim")
         hours = f"{r['core_hours_recorded']:.2f}" + ("" if r["every_stage_recorded"] else " (+ earlier stages)")
+        if r["levels_sharing_training"] > 1:
+            hours += f" (one run for {r['levels_sharing_training']} levels)"
         click.echo(
             f"{r['name']:<8}{r['quality']:>3}  {r['id']:<9}"
             f"{bpp if bpp is None else f'{bpp:.4f}':>10}{psnr if psnr is None else f'{psnr:.2f}':>9}"
@@ -545,15 +548,23 @@ def train_vqvae_cmd(ctx, init_from, config_file, **options) -> None:
 
 @train.command("decoder")
 @click.option("--vqvae", "vqvae_src", required=True, help="The trained VQ-VAE: a run directory or a VQ weights file.")
+@click.option(
+    "--grow",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Residual blocks to add to the decoder first (each starts as the identity).",
+)
 @train_options
 @click.pass_context
-def train_decoder_cmd(ctx, vqvae_src, config_file, **options) -> None:
+def train_decoder_cmd(ctx, vqvae_src, grow, config_file, **options) -> None:
     """Optional stage: more decoder-only steps (encoder and codebook frozen, so indices do not change)."""
-    from vqcodec.models.vqvae import VQVAEConfig
+    from vqcodec.models.vqvae import VQVAEConfig, grow_decoder
     from vqcodec.train import finetune_decoder, load_vqvae
 
     _, cfg = stage_configs(config_file, VQVAEConfig, options, ctx)
-    finetune_decoder(load_vqvae(vqvae_src), cfg, vqvae_src)
+    vqvae = load_vqvae(vqvae_src)
+    finetune_decoder(grow_decoder(vqvae, grow) if grow else vqvae, cfg, vqvae_src)
 
 
 @train.command("prior")
@@ -586,8 +597,8 @@ def baseline_command(family: str, hyper_default: int) -> None:
         train_baseline(model_cfg, cfg, init_dir)
 
     command.__doc__ = {
-        "ae": "Baseline: train a factorized-prior autoencoder (Balle et al. 2017) at the config's lambda.",
-        "vae": "Baseline: train a scale-hyperprior VAE (Balle et al. 2018) at the config's lambda.",
+        "ae": "Baseline: train a factorized-prior autoencoder (Balle et al. 2017) at the config's lambda(s).",
+        "vae": "Baseline: train a scale-hyperprior VAE (Balle et al. 2018) at the config's lambda(s).",
     }[family]
 
 
@@ -608,12 +619,19 @@ baseline_command("vae", 64)
     "--kodak", default="../shared/data/kodak", show_default=True, help="Where to measure the shipped numbers."
 )
 @click.option("--default", "is_default", is_flag=True, help="Mark this level as the model's default.")
-def train_export_cmd(vqvae_dir, prior_dir, run_dir, name, quality, out, kodak, is_default) -> None:
+@click.option(
+    "--level",
+    type=int,
+    default=0,
+    show_default=True,
+    help="AE or VAE codec: the level of a variable-rate run (from 0).",
+)
+def train_export_cmd(vqvae_dir, prior_dir, run_dir, name, quality, out, kodak, is_default, level) -> None:
     """Last stage: write the weights file, measure it on Kodak, and store the numbers in its metadata."""
     from vqcodec.train import export_baseline, export_codec
 
     if run_dir and not (vqvae_dir or prior_dir):
-        info = export_baseline(run_dir, name or load_family(run_dir), quality, out, kodak, is_default)
+        info = export_baseline(run_dir, name or load_family(run_dir), quality, out, kodak, is_default, level)
     elif vqvae_dir and prior_dir and not run_dir:
         info = export_codec(vqvae_dir, prior_dir, name or "vq", quality, out, kodak, is_default)
     else:

@@ -309,7 +309,7 @@ class BaselineCodec(Codec):
     def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
         """Padded pixels -> (rounded side information or None, rounded latent, its table numbers)."""
         y = banded(
-            lambda part: self.model.g_a(part.to(self.device) - 0.5).cpu(),
+            lambda part: self.model.analyze(part.to(self.device)).cpu(),
             x,
             x.shape[2] // 16,
             16,
@@ -343,7 +343,7 @@ class BaselineCodec(Codec):
     def reconstruct(self, y_hat: torch.Tensor) -> torch.Tensor:
         """Rounded latent (1, latent, h, w) -> (3, 16h, 16w) uint8 pixels, band by band."""
         return banded(
-            lambda part: to_uint8(self.model.g_s(part.to(self.device).float()) + 0.5)[0],
+            lambda part: to_uint8(self.model.synthesize(part.to(self.device).float()))[0],
             y_hat,
             y_hat.shape[2],
             1,

@@ -29,10 +29,12 @@ from tqdm import tqdm
 from vqcodec import __version__
 from vqcodec.data import CropDataset, image_files, load_rgb, shard_items, to_tensor
 from vqcodec.hardware import bf16_supported
-from vqcodec.models.ae import AEConfig, make_model
+from vqcodec.models.ae import AEConfig, FactorizedAE, HyperpriorVAE, level_model, make_model
 from vqcodec.models.prior import PixelCNNPrior, PriorConfig, cross_entropy_bits
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
 from vqcodec.quantization import usage_stats
+
+CHECKPOINT = "checkpoint.pt"  # in every run directory
 
 
 @dataclass
@@ -130,14 +132,16 @@ class Run:
         self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
         self.dir = Path(cfg.out)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.ckpt = self.dir / "checkpoint.pt"
+        self.ckpt = self.dir / CHECKPOINT
         self.gen = torch.Generator().manual_seed(cfg.seed + self.rank)
         self.step = 0
         self.budget = {"seconds": 0.0, "core_seconds": 0.0}  # wall and core time of every step so far, all sessions
         if self.ckpt.exists():
             state = torch.load(self.ckpt, weights_only=False, map_location=self.device)
             model.load_state_dict(state["model"])
-            if state["step"] < cfg.steps:  # a finished run needs no optimizer (whose groups may have changed since)
+            # a finished run needs no optimizer (whose groups may have changed since); a packed
+            # run (bin/pack_run.py) has none, and starts a fresh one
+            if state["step"] < cfg.steps and "opt" in state:
                 self.opt.load_state_dict(state["opt"])
             gens = state["gen"] if isinstance(state["gen"], list) else [state["gen"]]
             self.gen.set_state(gens[self.rank % len(gens)].cpu())
@@ -390,25 +394,34 @@ def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, source: str | None = None) 
 
 
 @torch.no_grad()
-def validate_baseline(model: torch.nn.Module, folder: str, limit: int) -> dict[str, float]:
-    """Mean PSNR and estimated bpp (rounded latents under the model's own densities) on whole images."""
+def validate_baseline(model: FactorizedAE | HyperpriorVAE, folder: str, limit: int) -> dict[str, float | list]:
+    """Mean PSNR and estimated bpp (rounded latents under the model's own densities) on whole
+    images, at every level of the model (lists for a variable-rate model)."""
     model.eval()
     psnrs, bpps = [], []
-    for path in image_files(folder)[:limit]:
-        x = to_tensor(load_rgb(path))[None].to(next(model.parameters()).device)
-        y, rate = model(pad_to(x, model.cfg.downsample))
-        y = torch.round(y[..., : x.shape[2], : x.shape[3]].clamp(0, 1) * 255) / 255
-        psnrs.append(float(-10 * torch.log10(F.mse_loss(y, x))))
-        bpps.append(float(rate) / (x.shape[2] * x.shape[3]))
+    images = [to_tensor(load_rgb(p))[None].to(next(model.parameters()).device) for p in image_files(folder)[:limit]]
+    for level in range(len(model.cfg.levels)):
+        psnr = bpp = 0.0
+        for x in images:
+            y, rate = model(pad_to(x, model.cfg.downsample), level)
+            y = torch.round(y[..., : x.shape[2], : x.shape[3]].clamp(0, 1) * 255) / 255
+            psnr += float(-10 * torch.log10(F.mse_loss(y, x))) / len(images)
+            bpp += float(rate.sum()) / (x.shape[2] * x.shape[3]) / len(images)
+        psnrs.append(psnr)
+        bpps.append(bpp)
     model.train()
-    return {"val_psnr": sum(psnrs) / len(psnrs), "val_bpp": sum(bpps) / len(bpps)}
+    if not model.cfg.lambdas:
+        return {"val_psnr": psnrs[0], "val_bpp": bpps[0]}
+    return {"val_psnr": psnrs, "val_bpp": bpps}
 
 
 def train_baseline(model_cfg: AEConfig, cfg: TrainConfig, init: str | None = None) -> torch.nn.Module:
     """Train an AE or VAE baseline on bpp + lambda * 255**2 * MSE (the rate-distortion Lagrangian).
 
-    ``init`` starts a new run from another run's weights (a model trained at another lambda):
-    the rate points of a family share most of their training this way.
+    A variable-rate model (``model_cfg.lambdas``) takes its levels in turn, one per step, so
+    each level has the same number of steps. ``init`` starts a new run from another run's
+    weights (a model trained at another lambda): the rate points of a one-lambda family share
+    most of their training this way.
     """
     seed_everything(cfg)
     model = make_model(model_cfg).train()
@@ -416,16 +429,18 @@ def train_baseline(model_cfg: AEConfig, cfg: TrainConfig, init: str | None = Non
         model.load_state_dict(load_run(init)[1])
     run = Run(cfg, model, model_cfg.to_dict(), model_cfg.family, init=load_run(init)[0] if init else {})
     data = run.data(cfg.data)
+    levels = model_cfg.levels
     while run.running:
+        level = run.step % len(levels)
         x = run.batch(data)
         with run.autocast():
-            y, rate = run.net(x)
-        mse, bpp = F.mse_loss(y, x), rate / (x.shape[0] * x.shape[2] * x.shape[3])
-        run.optimize(bpp + model_cfg.lmbda * 255**2 * mse)
+            y, rate = run.net(x, level)
+        mse, bpp = F.mse_loss(y, x), rate.sum() / (x.shape[0] * x.shape[2] * x.shape[3])
+        run.optimize(bpp + levels[level] * 255**2 * mse)
         if run.step % 50 == 0:
             psnr = float(-10 * torch.log10(mse.detach()))
             run.bar.set_postfix(psnr=f"{psnr:.2f}", bpp=f"{float(bpp):.3f}")
-            run.log(psnr=psnr, bpp=float(bpp))
+            run.log(psnr=psnr, bpp=float(bpp), level=level)
         if run.validating():
             run.log(**validate_baseline(run.final, cfg.val, cfg.val_images))
         if run.due(cfg.ckpt_every):
@@ -517,7 +532,7 @@ def load_run(out: str | Path) -> tuple[dict, dict]:
     """(config, state dict of the averaged weights, or of the model without them) of a run directory."""
     out = Path(out)
     config = json.loads((out / "config.json").read_text())
-    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    state = torch.load(out / CHECKPOINT, weights_only=False)
     return config, state.get("average", state["model"])
 
 
@@ -532,7 +547,7 @@ def load_vqvae(source: str | Path) -> VQVAE:
 def run_budget(out: str | Path) -> dict:
     """Training time of a run directory: wall seconds, core-hours (threads x seconds, summed over
     every session), the thread count, precision and device."""
-    state = torch.load(Path(out) / "checkpoint.pt", weights_only=False, map_location="cpu")
+    state = torch.load(Path(out) / CHECKPOINT, weights_only=False, map_location="cpu")
     config = json.loads((Path(out) / "config.json").read_text())
     budget = state.get("budget")
     if budget is None:
@@ -665,21 +680,27 @@ def export_codec(
 TRAINING_DATA = "shared/data/train (BSDS500 train+test, ImageNet class samples); model selection: BSDS500 val"
 
 
-def export_baseline(run_dir: str, name: str, quality: int, out: str, kodak: str | None, is_default: bool = False):
-    """Write a shipped AE or VAE codec from a training run and measure it on ``kodak``."""
+def export_baseline(
+    run_dir: str, name: str, quality: int, out: str, kodak: str | None, is_default: bool = False, level: int = 0
+):
+    """Write a shipped AE or VAE codec (``level`` of a variable-rate run) from a training run
+    and measure it on ``kodak``."""
     from vqcodec.codec import BaselineCodec, save_baseline_weights
 
     config, state = load_run(run_dir)
-    model = make_model(AEConfig(**config["model"]))
+    model_cfg = AEConfig(**config["model"])
+    if not 0 <= level < len(model_cfg.levels):
+        raise ValueError(f"{run_dir} has {len(model_cfg.levels)} levels, not level {level}")
+    model = make_model(model_cfg)
     model.load_state_dict(state)
-    model.eval()
+    model = level_model(model, level)
     stages = {"base": config["init"]["train"], "finetune": config["train"]} if config.get("init") else {}
     stages = stages or {"train": config["train"]}
-    meta = {
-        "training": {"data": TRAINING_DATA, "steps": {k: v["steps"] for k, v in stages.items()}, **stages},
-        "default": is_default,
-        "metrics": {},
-    }
+    training = {"data": TRAINING_DATA, "steps": {k: v["steps"] for k, v in stages.items()}, **stages}
+    training["budget"] = {k: run_budget(v["out"]) for k, v in stages.items() if (Path(v["out"]) / CHECKPOINT).exists()}
+    if model_cfg.lambdas:  # one run trained every level: its budget is the family's, not this level's alone
+        training["lambdas"], training["level"] = list(model_cfg.lambdas), level
+    meta = {"training": training, "default": is_default, "metrics": {}, "release": __version__}
     info = save_baseline_weights(out, model, name, quality, meta)
     if kodak:
         meta["metrics"] = kodak_metrics(BaselineCodec.from_weights(info), kodak, name, quality)

@@ -15,13 +15,20 @@ lambda * distortion is the ELBO of a VAE whose posterior is a unit-width uniform
 
 GDN is the simplified form of Johnston et al., "Computationally efficient neural image
 compression", 2019: y_i = x_i / (beta_i + sum_j gamma_ij |x_j|).
+
+Variable rate: a model trained at several lambdas at once shares its transforms across them
+and has, per lambda, a gain vector that scales the latent before rounding, an inverse gain
+that scales the rounded latent before synthesis, and its own factorized density (Cui et al.,
+"Asymmetric gained deep image compression with continuous rate adaptation", CVPR 2021). One
+training run then serves every rate point of a family. A level is exported as a one-lambda
+model (its gains and density), the codec's unit.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -37,16 +44,30 @@ class AEConfig:
     """Architecture and rate-distortion trade-off of a baseline codec; stored in the weights' metadata.
 
     ``hyper`` = 0 is the factorized-prior AE, ``hyper`` > 0 the scale-hyperprior VAE with that
-    many side-information channels. The loss is bpp + lmbda * 255**2 * MSE.
+    many side-information channels. The loss is bpp + lmbda * 255**2 * MSE; with ``lambdas``
+    the model is variable-rate, with one gain vector and density per lambda (``lmbda`` unused).
     """
 
     channels: int = 96
     latent: int = 128
     hyper: int = 0
     lmbda: float = 0.01
+    lambdas: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.lambdas = tuple(self.lambdas)  # a JSON list in metadata and run configs
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def levels(self) -> tuple[float, ...]:
+        """The lambda of every level the model codes at."""
+        return self.lambdas or (self.lmbda,)
+
+    def level(self, n: int) -> AEConfig:
+        """The one-level configuration of level ``n`` (what a shipped weights file holds)."""
+        return replace(self, lmbda=self.levels[n], lambdas=(self.levels[n],)) if self.lambdas else self
 
     @property
     def family(self) -> str:
@@ -108,8 +129,9 @@ class FactorizedDensity(nn.Module):
     (Balle et al. 2018, appendix 6.1): its cumulative is c(x) = sigmoid(f(x)), where f is a
     small monotone network per channel (non-negative matrices, tanh "factors" in (-1, 1))."""
 
-    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
+    def __init__(self, channels: int, levels: int = 1, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
         super().__init__()
+        channels *= levels  # a variable-rate model's levels each have their own densities
         dims = (1, *filters, 1)
         scale = init_scale ** (1 / (len(dims) - 1))
         self.matrices, self.biases, self.factors = nn.ParameterList(), nn.ParameterList(), nn.ParameterList()
@@ -120,19 +142,21 @@ class FactorizedDensity(nn.Module):
             if i < len(dims) - 2:
                 self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
 
-    def cdf_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """(C, 1, N) values -> (C, 1, N) logits of the cumulative at those values."""
+    def cdf_logits(self, x: torch.Tensor, level: int = 0) -> torch.Tensor:
+        """(C, 1, N) values -> (C, 1, N) logits of the cumulative at those values, under the
+        densities of channels level * C to (level + 1) * C (a variable-rate model's level)."""
+        rows = slice(level * x.shape[0], (level + 1) * x.shape[0])
         for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases, strict=True)):
-            x = torch.matmul(F.softplus(matrix.to(x.dtype)), x) + bias.to(x.dtype)
+            x = torch.matmul(F.softplus(matrix[rows].to(x.dtype)), x) + bias[rows].to(x.dtype)
             if i < len(self.factors):
-                x = x + torch.tanh(self.factors[i].to(x.dtype)) * torch.tanh(x)
+                x = x + torch.tanh(self.factors[i][rows].to(x.dtype)) * torch.tanh(x)
         return x
 
-    def likelihood(self, y: torch.Tensor) -> torch.Tensor:
+    def likelihood(self, y: torch.Tensor, level: int = 0) -> torch.Tensor:
         """Probability mass of [y - 0.5, y + 0.5) for every value of (B, C, H, W)."""
         b, c, h, w = y.shape
         v = y.transpose(0, 1).reshape(c, 1, -1)
-        lower, upper = self.cdf_logits(v - 0.5), self.cdf_logits(v + 0.5)
+        lower, upper = self.cdf_logits(v - 0.5, level), self.cdf_logits(v + 0.5, level)
         sign = -torch.sign(lower + upper).detach()  # evaluate in the tail where sigmoid is accurate
         p = (torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).abs()
         return p.reshape(c, b, h, w).transpose(0, 1).clamp_min(LIKELIHOOD_MIN)
@@ -183,56 +207,91 @@ def full_precision(x: torch.Tensor) -> torch.autocast:
 
 
 def bits(likelihood: torch.Tensor) -> torch.Tensor:
-    return -torch.log2(likelihood).sum()
+    """Information content of (B, C, H, W) masses: bits of each of the B images."""
+    return -torch.log2(likelihood).sum((1, 2, 3))
 
 
-class FactorizedAE(nn.Module):
-    """The AE baseline: transforms plus a factorized density over the rounded latent."""
+class Gains(nn.Module):
+    """Per-level channel gains of a variable-rate model (Cui et al. 2021): the analysis scales
+    the latent by exp(gain[level]) before rounding (a larger gain, a finer quantization), the
+    synthesis scales the rounded latent by exp(inverse[level]). They start where a high-rate
+    quantizer's step balances rate and distortion, a step proportional to 1 / sqrt(lambda)."""
+
+    def __init__(self, lambdas: tuple[float, ...], channels: int):
+        super().__init__()
+        log = 0.5 * torch.log(torch.tensor(lambdas, dtype=torch.float64))
+        log = (log - log.mean()).float()[:, None].repeat(1, channels)
+        self.gain = nn.Parameter(log)
+        self.inverse = nn.Parameter(-log)
+
+    def forward(self, y: torch.Tensor, level: int, inverse: bool = False) -> torch.Tensor:
+        log = (self.inverse if inverse else self.gain)[level]
+        return y * torch.exp(log).view(1, -1, 1, 1)
+
+
+class Transforms(nn.Module):
+    """What both baselines share: the analysis and synthesis transforms, with the gains of a
+    variable-rate model. Each has a factorized density too (of the latent or of the side
+    information), ``density``, built by the subclass after its other layers."""
 
     # Adam moves each parameter by about the learning rate per step: at the transforms' rate,
-    # the densities would take far longer than a CPU budget to narrow from their initial width.
-    lr_scales: ClassVar[dict[str, float]] = {"density.": 10.0}
+    # the densities and gains would take far longer than a CPU budget to reach their range.
+    lr_scales: ClassVar[dict[str, float]] = {"density.": 10.0, "gains.": 10.0}
 
     def __init__(self, cfg: AEConfig):
         super().__init__()
         self.cfg = cfg
         self.g_a = analysis(cfg.channels, cfg.latent)
         self.g_s = synthesis(cfg.channels, cfg.latent)
-        self.density = FactorizedDensity(cfg.latent)
+        self.gains = Gains(cfg.lambdas, cfg.latent) if cfg.lambdas else None
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training pass on (B, 3, H, W) in [0, 1] -> (reconstruction, total bits)."""
-        y = self.g_a(x - 0.5).float()
+    def analyze(self, x: torch.Tensor, level: int = 0) -> torch.Tensor:
+        """Pixels (B, 3, H, W) in [0, 1] -> the latent, scaled for ``level``, before rounding."""
+        y = self.g_a(x - 0.5)
+        return y if self.gains is None else self.gains(y, level)
+
+    def synthesize(self, y_hat: torch.Tensor, level: int = 0) -> torch.Tensor:
+        """Rounded latent -> pixels (B, 3, 16h, 16w) around [0, 1], float32, not clamped."""
+        if self.gains is not None:
+            y_hat = self.gains(y_hat, level, inverse=True)
+        return self.g_s(y_hat).float() + 0.5
+
+
+class FactorizedAE(Transforms):
+    """The AE baseline: transforms plus a factorized density over the rounded latent."""
+
+    def __init__(self, cfg: AEConfig):
+        super().__init__(cfg)
+        self.density = FactorizedDensity(cfg.latent, len(cfg.levels))
+
+    def forward(self, x: torch.Tensor, level: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass on (B, 3, H, W) in [0, 1] -> (reconstruction, bits of each image)."""
+        y = self.analyze(x, level).float()
         with full_precision(x):
-            rate = bits(self.density.likelihood(rate_proxy(y, self.training)))
-        return self.g_s(round_ste(y)).float() + 0.5, rate
+            rate = bits(self.density.likelihood(rate_proxy(y, self.training), level))
+        return self.synthesize(round_ste(y), level), rate
 
 
-class HyperpriorVAE(nn.Module):
+class HyperpriorVAE(Transforms):
     """The VAE baseline: transforms, a hyper-analysis/synthesis pair predicting Gaussian scales,
     and a factorized density over the side information."""
 
-    lr_scales: ClassVar[dict[str, float]] = FactorizedAE.lr_scales
-
     def __init__(self, cfg: AEConfig):
-        super().__init__()
-        self.cfg = cfg
-        n, m, h = cfg.channels, cfg.latent, cfg.hyper
-        self.g_a = analysis(n, m)
-        self.g_s = synthesis(n, m)
+        super().__init__(cfg)
+        m, h = cfg.latent, cfg.hyper
         self.h_a = nn.Sequential(nn.Conv2d(m, h, 3, padding=1), nn.ReLU(), down(h, h), nn.ReLU(), down(h, h))
         self.h_s = nn.Sequential(up(h, h), nn.ReLU(), up(h, h), nn.ReLU(), nn.Conv2d(h, m, 3, padding=1), nn.ReLU())
-        self.density = FactorizedDensity(h)
+        self.density = FactorizedDensity(h, len(cfg.levels))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training pass on (B, 3, H, W) in [0, 1] -> (reconstruction, total bits of y and z)."""
-        y = self.g_a(x - 0.5).float()
+    def forward(self, x: torch.Tensor, level: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass on (B, 3, H, W) in [0, 1] -> (reconstruction, bits of y and z of each image)."""
+        y = self.analyze(x, level).float()
         with full_precision(x):
             z = self.h_a(y.abs())
             scale = self.h_s(round_ste(z))
             rate_y = bits(gaussian_likelihood(rate_proxy(y, self.training), scale))
-            rate = rate_y + bits(self.density.likelihood(rate_proxy(z, self.training)))
-        return self.g_s(round_ste(y)).float() + 0.5, rate
+            rate = rate_y + bits(self.density.likelihood(rate_proxy(z, self.training), level))
+        return self.synthesize(round_ste(y), level), rate
 
 
 def make_model(cfg: AEConfig) -> FactorizedAE | HyperpriorVAE:
@@ -314,3 +373,22 @@ class IntegerHyperSynthesis:
                 acc = F.conv2d(a, w, padding=w.shape[-1] // 2)
             a = torch.floor((acc + b) * scale).clamp_(0, HS_ACT_MAX)
         return torch.bucketize(a, self.thresholds, right=True)
+
+
+def level_model(model: FactorizedAE | HyperpriorVAE, n: int) -> FactorizedAE | HyperpriorVAE:
+    """Level ``n`` of a variable-rate model as a one-level model (the shared transforms, that
+    level's gains and densities), in eval mode: what a shipped weights file holds."""
+    cfg = model.cfg.level(n)
+    if cfg == model.cfg:
+        return model.eval()
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("gains."):
+            value = value[n : n + 1]
+        elif key.startswith("density."):
+            rows = value.shape[0] // len(model.cfg.levels)
+            value = value[n * rows : (n + 1) * rows]
+        state[key] = value
+    one = make_model(cfg)
+    one.load_state_dict(state)
+    return one.eval()

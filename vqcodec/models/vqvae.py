@@ -14,7 +14,7 @@ of the zoo start from one another) and the first factor-4 weights files stay val
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,7 @@ class VQVAEConfig:
     beta: float = 0.25
     ema_decay: float = 0.99
     downsample: int = 4
+    decoder_blocks: int = 0  # residual blocks the decoder has beyond ``res_blocks`` (decoder capacity)
 
     def __post_init__(self) -> None:
         if self.downsample not in (2, 4, 8):
@@ -78,6 +79,8 @@ def make_decoder(cfg: VQVAEConfig) -> nn.Sequential:
     c, half = cfg.channels, cfg.half_channels
     head = [nn.Conv2d(cfg.latent_dim, c, 3, padding=1), *[ResBlock(c) for _ in range(cfg.res_blocks)], nn.ReLU()]
     layers = [(str(n), m) for n, m in enumerate(head)]
+    # named apart so that a decoder grown from a trained one keeps every trained layer's name
+    layers[-1:-1] = [(f"extra{n}", ResBlock(c)) for n in range(cfg.decoder_blocks)]
     for n in range(cfg.extra_stages):
         layers += [(f"up{n}", nn.ConvTranspose2d(c, c, 4, stride=2, padding=1)), (f"up{n}_act", nn.ReLU())]
     last = (
@@ -115,3 +118,17 @@ class VQVAE(nn.Module):
         """Training pass: (reconstruction, indices, commitment loss)."""
         zq, idx, commitment = self.quantizer(self.encoder(x - 0.5))
         return self.decoder(zq).float() + 0.5, idx, commitment
+
+
+def grow_decoder(model: VQVAE, blocks: int) -> VQVAE:
+    """A copy of ``model`` whose decoder has ``blocks`` extra residual blocks, each starting as
+    the identity (last convolution zero, as in Goyal et al. 2017's zero-init residuals), so the
+    grown model decodes exactly as ``model`` until it is trained; encoder and codebook are shared
+    values, so the indices and the prior stay valid."""
+    grown = VQVAE(replace(model.cfg, decoder_blocks=model.cfg.decoder_blocks + blocks))
+    grown.load_state_dict(grown.state_dict() | model.state_dict())
+    for n in range(model.cfg.decoder_blocks, grown.cfg.decoder_blocks):
+        block = grown.decoder.get_submodule(f"extra{n}")
+        nn.init.zeros_(block.conv2.weight)
+        nn.init.zeros_(block.conv2.bias)
+    return grown

@@ -1,0 +1,215 @@
+"""Rate-distortion against training compute: the vq ladder and the AE and VAE baselines side by side.
+
+    python bin/compute_curves.py [--measure-stages] [--out docs]
+
+- Baseline families: a variable-rate run (runs/ae, runs/vae; `vqcodec train ae|vae --config
+  configs/ae|vae.toml`) validates every level every ``val_every`` steps and logs it with the
+  run's core-hours; each validation is a point.
+- The vq ladder: the shipped levels, compressed to real files on the same validation images
+  (rate = 8 x file bytes / pixels), at the ladder's total core-hours: what the weights record
+  (every run since vqcodec 0.2) plus, for earlier stages that recorded only their steps, steps x
+  the seconds per step of that stage measured here at one thread in float32 (``--measure-stages``;
+  the measurements are kept in the JSON file).
+
+Each point is turned into PSNR at fixed rates (0.25 and 0.5 bpp, interpolated in log-rate
+between the levels around it; none where the levels do not reach the rate). The points merge
+into docs/compute-curves.json (runs/ is not committed: this file is what the next session
+sees) and are plotted in docs/compute-curves.png, with the exported models' Kodak numbers
+(measured, never used to choose) printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RATES = (0.25, 0.5)
+FAMILIES = ("vq", "ae", "vae")
+
+
+def psnr_at(bpps: list[float], psnrs: list[float], rate: float) -> float | None:
+    """PSNR at ``rate`` bpp, interpolated linearly in log-rate between the nearest points around it."""
+    pairs = sorted(zip(bpps, psnrs, strict=True))
+    for (r0, p0), (r1, p1) in itertools.pairwise(pairs):
+        if r0 <= rate <= r1 and r1 > r0:
+            t = (math.log(rate) - math.log(r0)) / (math.log(r1) - math.log(r0))
+            return p0 + t * (p1 - p0)
+    return None
+
+
+def baseline_points(run: Path) -> list[dict]:
+    """Validation points of a variable-rate baseline run: core-hours, bpp and PSNR per level."""
+    metrics = run / "metrics.jsonl"
+    if not metrics.exists():
+        return []
+    return [
+        {"step": m["step"], "core_hours": round(m["core_hours"], 4), "bpp": m["val_bpp"], "psnr": m["val_psnr"]}
+        for m in map(json.loads, metrics.read_text().splitlines())
+        if isinstance(m.get("val_bpp"), list)
+    ]
+
+
+def stage_seconds(level, stage: str, config: dict, steps: int = 6) -> float:
+    """Seconds per step of a vq training stage as it ran before vqcodec 0.2: one thread,
+    float32, the stage's batch and crop; the prior's includes its share of encoding the
+    training images into index grids (once per run, spread over its steps)."""
+    from vqcodec.data import CropDataset
+    from vqcodec.models.prior import PixelCNNPrior, PriorConfig, cross_entropy_bits
+    from vqcodec.models.vqvae import VQVAE, VQVAEConfig
+    from vqcodec.train import index_grids
+
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    vqvae = VQVAE(VQVAEConfig(**level.meta["vqvae_config"]))
+    data_dir = str(ROOT.parent / "shared/data/train")
+    if stage == "prior":
+        prior = PixelCNNPrior(PriorConfig(**level.meta["prior_config"])).train()
+        k = prior.cfg.codebook_size
+        opt = torch.optim.Adam(prior.parameters(), 1e-3)
+
+        def step() -> None:
+            idx = torch.randint(k, (config["batch"], config["crop"], config["crop"]), generator=gen)
+            loss = cross_entropy_bits(prior(idx), idx) / idx.numel()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        images = 8
+        start = time.perf_counter()
+        index_grids(vqvae.eval(), data_dir, tuple(config.get("scales") or (0.5, 0.75, 1.0)), images)
+        grids = (time.perf_counter() - start) * 1283 / images / config["steps"]
+    else:
+        data = CropDataset(data_dir, config["crop"], tuple(config.get("scales") or (0.5, 0.75)), limit=64)
+        if stage.startswith("decoder"):
+            vqvae.eval()
+            for p in [*vqvae.encoder.parameters(), *vqvae.quantizer.parameters()]:
+                p.requires_grad_(False)
+        else:
+            vqvae.train()
+        opt = torch.optim.Adam([p for p in vqvae.parameters() if p.requires_grad], 1e-4)
+
+        def step() -> None:
+            x = data.batch(config["batch"], gen)
+            y, _, commitment = vqvae(x)
+            loss = torch.nn.functional.mse_loss(y, x) + commitment
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        grids = 0.0
+    times = []
+    for _ in range(steps + 2):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[2:]) + grids
+
+
+def ladder(store: dict, measure: bool) -> dict:
+    """The shipped vq ladder's core-hours: recorded, plus estimated for the unrecorded stages."""
+    from vqcodec.zoo import levels
+
+    seconds = store.setdefault("stage_seconds", {})
+    total = estimated = 0.0
+    for level in levels("vq"):
+        training = level.meta["training"]
+        budgets = training.get("budget", {})
+        for stage, steps in training["steps"].items():
+            if "core_hours" in budgets.get(stage, {}):
+                total += budgets[stage]["core_hours"]
+                continue
+            key = f"{level.sha256[:8]}:{stage}"
+            if key not in seconds:
+                if not measure:
+                    raise SystemExit(f"no step time for vq q{level.quality}'s {stage} stage: run with --measure-stages")
+                torch.set_num_threads(1)
+                seconds[key] = round(stage_seconds(level, stage, training[stage]), 4)
+                print(f"vq q{level.quality} {stage}: {seconds[key]:.3f} s/step (1 thread, float32)")
+            estimated += steps * seconds[key] / 3600
+    ids = ",".join(level.sha256[:8] for level in levels("vq"))
+    return {"ids": ids, "core_hours": round(total + estimated, 3), "estimated_core_hours": round(estimated, 3)}
+
+
+def measure_ladder(val: Path, images: int) -> tuple[list[float], list[float]]:
+    """Mean bpp (whole files) and PSNR of every shipped vq level on the first ``images`` val images."""
+    from vqcodec.api import load_codec
+    from vqcodec.evaluation import measure_folder, summarize
+    from vqcodec.zoo import levels
+
+    bpps, psnrs = [], []
+    for level in levels("vq"):
+        codec = load_codec("vq", level.quality)
+        rows = measure_folder(str(val), "vq", f"q{level.quality}", codec.compress, codec.decompress, limit=images)
+        summary = summarize(rows)
+        bpps.append(round(summary["bpp"], 4))
+        psnrs.append(round(summary["psnr"], 4))
+    return bpps, psnrs
+
+
+def plot(store: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(RATES), figsize=(10, 4.2), sharey=False)
+    colors = {"vq": "tab:blue", "ae": "tab:orange", "vae": "tab:green"}
+    for ax, rate in zip(axes, RATES, strict=True):
+        for family in FAMILIES:
+            pts = [(p["core_hours"], psnr_at(p["bpp"], p["psnr"], rate)) for p in store["points"].get(family, [])]
+            pts = sorted((x, y) for x, y in pts if y is not None)
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", ms=3, color=colors[family], label=family)
+        ax.set_title(f"PSNR at {rate} bpp (validation)")
+        ax.set_xlabel("training core-hours of the family")
+        ax.set_ylabel("PSNR (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Rate-distortion against training compute (BSDS500 val, 20 whole images)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs")
+    parser.add_argument("--val", type=Path, default=ROOT.parent / "shared/data/val")
+    parser.add_argument("--val-images", type=int, default=20)
+    parser.add_argument("--measure-stages", action="store_true", help="time the vq stages that recorded no budget")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    args = parser.parse_args()
+    path = args.out / "compute-curves.json"
+    store = json.loads(path.read_text()) if path.exists() else {"points": {}}
+    points = store.setdefault("points", {})
+    for family in ("ae", "vae"):
+        known = {p["step"]: p for p in points.get(family, [])}
+        known.update({p["step"]: p for p in baseline_points(args.runs / family)})
+        points[family] = [known[s] for s in sorted(known)]
+    current = ladder(store, args.measure_stages)
+    if not any(p["ids"] == current["ids"] for p in points.get("vq", [])):
+        bpps, psnrs = measure_ladder(args.val, args.val_images)
+        points.setdefault("vq", []).append({**current, "bpp": bpps, "psnr": psnrs})
+    store["note"] = (
+        "validation (BSDS500 val, whole images) bpp and PSNR of every level against the family's training "
+        "core-hours; vq: shipped ladders, real files; ae/vae: variable-rate runs, estimated bits"
+    )
+    path.write_text(json.dumps(store, indent=1) + "\n")
+    plot(store, args.out / "compute-curves.png")
+    for family in FAMILIES:
+        for p in points.get(family, [])[-3:]:
+            at = ", ".join(f"{r} bpp {v:.2f} dB" for r in RATES if (v := psnr_at(p["bpp"], p["psnr"], r)) is not None)
+            print(f"{family:>4} {p['core_hours']:7.2f} core-h: {at or 'outside its rates'}")
+    print(f"wrote {path} and {args.out / 'compute-curves.png'}")
+
+
+if __name__ == "__main__":
+    main()
