@@ -9,7 +9,8 @@
   (rate = 8 x file bytes / pixels), at the ladder's total core-hours: what the weights record
   (every run since vqcodec 0.2) plus, for earlier stages that recorded only their steps, steps x
   the seconds per step of that stage measured here at one thread in float32 (``--measure-stages``;
-  the measurements are kept in the JSON file).
+  the measurements are kept in the JSON file; ``--record-estimates`` writes them into the
+  weights' ``training.budget``, marked as estimates).
 
 Each point is turned into PSNR at fixed rates (0.25 and 0.5 bpp, interpolated in log-rate
 between the levels around it; none where the levels do not reach the rate). The points merge
@@ -113,29 +114,41 @@ def stage_seconds(level, stage: str, config: dict, steps: int = 6) -> float:
     return statistics.median(times[2:]) + grids
 
 
-def ladder(store: dict, measure: bool) -> dict:
-    """The shipped vq ladder's core-hours: recorded, plus estimated for the unrecorded stages."""
-    from vqcodec.zoo import levels
+def ladder(store: dict, measure: bool, record: bool) -> dict:
+    """The shipped vq ladder's core-hours: recorded, plus estimated for the unrecorded stages
+    (with ``record``, written into the weights' metadata as estimates: same tensors, same id)."""
+    from vqcodec.zoo import levels, load_tensors, save_weights
 
     seconds = store.setdefault("stage_seconds", {})
     total = estimated = 0.0
     for level in levels("vq"):
         training = level.meta["training"]
-        budgets = training.get("budget", {})
-        for stage, steps in training["steps"].items():
-            if "core_hours" in budgets.get(stage, {}):
-                total += budgets[stage]["core_hours"]
-                continue
-            key = f"{level.sha256[:8]}:{stage}"
+        budgets = training.setdefault("budget", {})
+        missing = [stage for stage in training["steps"] if "core_hours" not in budgets.get(stage, {})]
+        for stage in missing:
+            key = f"q{level.quality}:{stage}"  # a level's unrecorded stages predate every later change
             if key not in seconds:
                 if not measure:
                     raise SystemExit(f"no step time for vq q{level.quality}'s {stage} stage: run with --measure-stages")
                 torch.set_num_threads(1)
                 seconds[key] = round(stage_seconds(level, stage, training[stage]), 4)
                 print(f"vq q{level.quality} {stage}: {seconds[key]:.3f} s/step (1 thread, float32)")
-            estimated += steps * seconds[key] / 3600
+            hours = round(training["steps"][stage] * seconds[key] / 3600, 4)
+            budgets[stage] = {"core_hours": hours, "threads": 1, "precision": "float32", "estimated": ESTIMATE}
+        for budget in budgets.values():
+            total += budget["core_hours"]
+            estimated += budget["core_hours"] if "estimated" in budget else 0.0
+        if missing and record:
+            save_weights(level.path, load_tensors(level), "vq", level.name, level.quality, level.meta)
+            print(f"{level.path.name}: estimated budgets of {', '.join(missing)} recorded")
     ids = ",".join(level.sha256[:8] for level in levels("vq"))
-    return {"ids": ids, "core_hours": round(total + estimated, 3), "estimated_core_hours": round(estimated, 3)}
+    return {"ids": ids, "core_hours": round(total, 3), "estimated_core_hours": round(estimated, 3)}
+
+
+ESTIMATE = (
+    "not recorded when trained: steps x the stage's seconds per step at one thread in float32, "
+    "measured on the 2-core machine (bin/compute_curves.py --measure-stages)"
+)
 
 
 def measure_ladder(val: Path, images: int) -> tuple[list[float], list[float]]:
@@ -185,6 +198,9 @@ def main() -> None:
     parser.add_argument("--val", type=Path, default=ROOT.parent / "shared/data/val")
     parser.add_argument("--val-images", type=int, default=20)
     parser.add_argument("--measure-stages", action="store_true", help="time the vq stages that recorded no budget")
+    parser.add_argument(
+        "--record-estimates", action="store_true", help="write those estimates into the shipped vq weights' metadata"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     args = parser.parse_args()
     path = args.out / "compute-curves.json"
@@ -194,7 +210,7 @@ def main() -> None:
         known = {p["step"]: p for p in points.get(family, [])}
         known.update({p["step"]: p for p in baseline_points(args.runs / family)})
         points[family] = [known[s] for s in sorted(known)]
-    current = ladder(store, args.measure_stages)
+    current = ladder(store, args.measure_stages, args.record_estimates)
     if not any(p["ids"] == current["ids"] for p in points.get("vq", [])):
         bpps, psnrs = measure_ladder(args.val, args.val_images)
         points.setdefault("vq", []).append({**current, "bpp": bpps, "psnr": psnrs})

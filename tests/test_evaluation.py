@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,7 +72,7 @@ def test_quality_difference_at_the_same_rate_works_for_one_point():
 
 
 def test_learned_codecs_are_compared_with_the_scalar_baselines():
-    from vqcodec.report import baseline_comparison, comparison_rows
+    from vqcodec.report import baseline_comparison, comparison_rows, core_hours
 
     def row(codec: str, setting: str, bpp: float, psnr: float) -> evaluation.Measurement:
         return evaluation.Measurement("img", codec, setting, 1, bpp, psnr, 0.9, psnr - 15, 0.1, 0.1)
@@ -84,6 +85,23 @@ def test_learned_codecs_are_compared_with_the_scalar_baselines():
     assert comparison[0]["ms_ssim_db_at_rate"] == pytest.approx(1.0)
     assert comparison[0]["bd_rate_psnr"] is None  # one rate point: no BD-rate
     assert comparison_rows(comparison)[0][:3] == ["vq", "vae", "+1.00"]
+    assert comparison[0]["budget"] == f"{core_hours('vq')} / {core_hours('vae')}"  # the shipped models' budgets
+    assert core_hours("no-such-model") == "n/a"
+
+
+def test_a_variable_rate_family_counts_its_shared_run_once(monkeypatch):
+    from vqcodec import zoo
+
+    def info(quality: int, sha: str, training: dict) -> zoo.WeightsInfo:
+        return zoo.WeightsInfo(Path(f"m-q{quality}"), "ae", "m", quality, sha, {"training": training})
+
+    budget = {"train": {"core_hours": 2.5, "estimated": "steps x seconds per step"}}
+    shared = [info(q, f"{q}" * 64, {"steps": {"train": 9}, "budget": budget, "lambdas": [1, 2]}) for q in (1, 2)]
+    monkeypatch.setattr(zoo, "levels", lambda name: shared)
+    assert zoo.training_core_hours("m") == (2.5, True, True)
+    separate = [info(q, f"{q}" * 64, {"steps": {"a": 1, "b": 1}, "budget": {"a": {"core_hours": 1.0}}}) for q in (1, 2)]
+    monkeypatch.setattr(zoo, "levels", lambda name: separate)
+    assert zoo.training_core_hours("m") == (2.0, False, False)  # each level's own run; stage b recorded nothing
 
 
 def test_each_level_is_placed_against_every_reference():

@@ -322,6 +322,7 @@ def models(as_json) -> None:
             "file": i.path.name,
             "core_hours_recorded": round(i.recorded_core_hours[0], 3),
             "every_stage_recorded": i.recorded_core_hours[1],
+            "core_hours_estimated_in_part": i.estimated_core_hours,
             "levels_sharing_training": len(i.meta.get("training", {}).get("lambdas", [])) or 1,
             **i.metrics,
         }
@@ -330,10 +331,12 @@ def models(as_json) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'name':<8}{'q':>3}  {'id':<9}{'kodak bpp':>10}{'PSNR dB':>9}{'MS-SSIM':>9}  core-h recorded")
+    click.echo(f"{'name':<8}{'q':>3}  {'id':<9}{'kodak bpp':>10}{'PSNR dB':>9}{'MS-SSIM':>9}  training core-h")
     for r in rows:
         bpp, psnr, ms = r.get("kodak_bpp"), r.get("kodak_psnr"), r.get("kodak_ms_ssim")
         hours = f"{r['core_hours_recorded']:.2f}" + ("" if r["every_stage_recorded"] else " (+ earlier stages)")
+        if r["core_hours_estimated_in_part"]:
+            hours += " (in part estimated)"
         if r["levels_sharing_training"] > 1:
             hours += f" (one run for {r['levels_sharing_training']} levels)"
         click.echo(

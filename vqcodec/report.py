@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from vqcodec.data import image_files, load_rgb
+from vqcodec.errors import VQCodecError
 from vqcodec.evaluation import (
     CLASSICAL,
     Measurement,
@@ -116,9 +117,21 @@ def baseline_comparison(rows: list[Measurement], codecs: list[str]) -> list[dict
                         curve(rows, base, "ms_ssim_db"), curve(rows, codec, "ms_ssim_db")
                     ),
                     "bd_rate_psnr": bd["bd_rate"],
+                    "budget": f"{core_hours(codec)} / {core_hours(base)}",
                 }
             )
     return out
+
+
+def core_hours(name: str) -> str:
+    """A learned model's training core-hours, as a table cell."""
+    from vqcodec.zoo import training_core_hours
+
+    try:
+        hours, complete, estimated = training_core_hours(name)
+    except VQCodecError:
+        return "n/a"
+    return f"{hours:.1f}" + (" (in part estimated)" if estimated else "") + ("" if complete else " + unrecorded")
 
 
 def level_curve(rows: list[Measurement], codec: str, setting: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -254,12 +267,20 @@ def comparison_rows(comparison: list[dict]) -> list[list[str]]:
             "n/a (outside its range)" if c["psnr_at_rate"] is None else f"{c['psnr_at_rate']:+.2f}",
             "n/a" if c["ms_ssim_db_at_rate"] is None else f"{c['ms_ssim_db_at_rate']:+.2f}",
             "n/a" if c["bd_rate_psnr"] is None else f"{c['bd_rate_psnr']:+.1f}%",
+            c["budget"],
         ]
         for c in comparison
     ]
 
 
-COMPARISON_HEAD = ["codec", "baseline", "PSNR at the same bpp (dB)", "MS-SSIM (dB) at the same bpp", "BD-rate (PSNR)"]
+COMPARISON_HEAD = [
+    "codec",
+    "baseline",
+    "PSNR at the same bpp (dB)",
+    "MS-SSIM (dB) at the same bpp",
+    "BD-rate (PSNR)",
+    "training core-hours (codec / baseline)",
+]
 
 
 def markdown_table(head: list[str], body: list[list[str]]) -> list[str]:

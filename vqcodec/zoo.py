@@ -65,6 +65,12 @@ class WeightsInfo:
         return hours, set(training.get("steps", {})) <= {k for k, b in budgets.items() if "core_hours" in b}
 
     @property
+    def estimated_core_hours(self) -> bool:
+        """Whether some stage's core-hours are an estimate (stages trained before budgets were
+        recorded: steps x a measured time per step)."""
+        return any("estimated" in b for b in self.meta.get("training", {}).get("budget", {}).values())
+
+    @property
     def decodes(self) -> frozenset[bytes]:
         """Ids of the files this model decodes: its own, and those of the earlier weights it
         supersedes (same encoder, codebook and prior, so the same indices; a better decoder)."""
@@ -128,6 +134,22 @@ def levels(name: str = DEFAULT_MODEL) -> list[WeightsInfo]:
         known = ", ".join(sorted({i.name for i in shipped()})) or "none"
         raise ModelError(f"unknown model {name!r} (shipped: {known})")
     return found
+
+
+def training_core_hours(name: str) -> tuple[float, bool, bool]:
+    """Core-hours that trained every level of model ``name`` (a run shared by several levels of
+    a variable-rate model counted once), whether every stage recorded or estimated them, and
+    whether some are estimates."""
+    hours, complete, estimated, runs = 0.0, True, False, set()
+    for info in levels(name):
+        training = info.meta.get("training", {})
+        run = json.dumps(training.get("budget"), sort_keys=True) if training.get("lambdas") else info.sha256
+        if run not in runs:
+            runs.add(run)
+            hours += info.recorded_core_hours[0]
+            complete &= info.recorded_core_hours[1]
+            estimated |= info.estimated_core_hours
+    return hours, complete, estimated
 
 
 def find(name: str = DEFAULT_MODEL, quality: int | None = None) -> WeightsInfo:
