@@ -25,6 +25,7 @@ from vqcodec.train import (
     train_prior,
     train_vqvae,
     warm_start,
+    warmup_ema,
 )
 from vqcodec.zoo import read_info
 
@@ -345,3 +346,15 @@ def test_a_level_exported_in_place_keeps_its_record_and_stores_float16(folders, 
 
     dtypes = {v.dtype for k, v in load_tensors(info).items() if k.startswith("vqvae.") and "initialized" not in k}
     assert dtypes == {torch.float16}
+
+
+def test_the_weight_average_of_a_short_run_follows_its_training():
+    """A fixed 0.998 average of a 100-step run would still be 82% its starting point."""
+    averaged, current = [torch.zeros(3)], [torch.ones(3)]
+    update = warmup_ema(0.998)
+    for n in range(1, 101):
+        update(averaged, current, torch.tensor(n))
+    assert float(averaged[0][0]) > 0.9
+    late = [torch.zeros(1)]
+    update(late, [torch.ones(1)], torch.tensor(10**6))
+    assert float(late[0][0]) == pytest.approx(0.002)  # the decay reached

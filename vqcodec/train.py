@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from vqcodec import __version__
@@ -67,6 +67,20 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
         return base * (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def warmup_ema(decay: float):
+    """Exponential moving average of the weights whose decay ramps up as (1 + n) / (10 + n)
+    towards ``decay`` (n: updates so far), so that a run of a few hundred steps exports the
+    weights it trained, not mostly the ones it started from (with a fixed decay of 0.998,
+    0.998**520 = 35% of a 520-step run's average is its initialisation)."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+        n = float(updates)
+        torch._foreach_lerp_(averaged, current, 1 - min(decay, (1 + n) / (10 + n)))
+
+    return update
 
 
 def seed_everything(cfg: TrainConfig) -> None:
@@ -129,7 +143,7 @@ class Run:
         # the module the loop calls: under torchrun, DDP averages its gradients across ranks
         self.net = DistributedDataParallel(model) if self.world > 1 else model
         self.opt = torch.optim.Adam(param_groups(model), lr=cfg.lr)
-        self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
+        self.average = AveragedModel(model, multi_avg_fn=warmup_ema(cfg.ema)) if cfg.ema else None
         self.dir = Path(cfg.out)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ckpt = self.dir / CHECKPOINT
