@@ -57,7 +57,7 @@ def plot(curves: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for c in curves:
         x, y = [p[0] for p in c["points"]], [p[1] - c["points"][0][1] for p in c["points"]]
-        ax.plot(x, y, marker="o", ms=3, label=f"{c['level']} {c['stage']} ({c['date']}, {c['precision']})")
+        ax.plot(x, y, marker="o", ms=3, label=f"{c['run']}: {c['level']} {c['stage']} ({c['date']}, {c['precision']})")
     ax.set_xlabel("core-hours of the run")
     ax.set_ylabel("validation PSNR gain since the run's start (dB)")
     ax.set_title("Learning curves (decoder runs: fixed rate)")
@@ -85,7 +85,8 @@ def main() -> None:
     for c in curves:
         first, last = c["points"][0], c["points"][-1]
         print(
-            f"{c['level']:>8} {c['stage']:<8} {c['date']}: {first[1]:.3f} -> {last[1]:.3f} dB in {last[0]:.2f} core-h"
+            f"{c['run']:>16} {c['level']:>8} {c['stage']:<8} {c['date']}: {first[1]:.3f} -> {last[1]:.3f} dB "
+            f"in {last[0]:.2f} core-h"
         )
     print(f"wrote {store} and {args.out / 'learning-curves.png'}")
 

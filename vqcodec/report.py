@@ -131,6 +131,8 @@ def core_hours(name: str) -> str:
         hours, complete, estimated = training_core_hours(name)
     except VQCodecError:
         return "n/a"
+    if not hours:
+        return "not recorded"
     return f"{hours:.1f}" + (" (in part estimated)" if estimated else "") + ("" if complete else " + unrecorded")
 
 
