@@ -12,6 +12,7 @@ threads=${2:-0}
 declare -A init=(
   [1]=vqcodec/weights/vq-q4.safetensors [2]=runs/vq-q1-vqvae [3]=vqcodec/weights/vq-q4.safetensors
   [5]=vqcodec/weights/vq-q4.safetensors [6]=vqcodec/weights/vq-q4.safetensors
+  [7]=vqcodec/weights/vq-q6.safetensors
 )
 vqcodec train vqvae --config "configs/vq-q$q-vqvae.toml" --init "${init[$q]}" --out "runs/vq-q$q-vqvae" --threads "$threads"
 vqcodec train prior --config "configs/vq-q$q-prior.toml" --vqvae "runs/vq-q$q-vqvae" --out "runs/vq-q$q-prior" --threads "$threads"

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vqcodec.models.ae import (
+    GDN,
     SCALE_MIN,
     AEConfig,
     FactorizedDensity,
@@ -37,6 +38,19 @@ def test_factorized_density_tables_hold_the_mass_and_sum_to_one():
         values = torch.arange(lo, lo + len(pmf), dtype=torch.float32)
         with torch.no_grad():
             assert float(density.likelihood(values.view(1, 1, 1, -1).expand(1, 4, 1, -1))[0, c].sum()) > 0.99
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gdn_computes_in_float32_under_bfloat16_autocast(inverse):
+    torch.manual_seed(0)
+    gdn = GDN(16, inverse)
+    with torch.no_grad():
+        gdn.beta.uniform_(1e-3, 1e-2)  # near the floor, where a bfloat16 denominator goes wrong
+    x = torch.randn(2, 16, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = gdn(x)
+    assert y.dtype == torch.float32
+    assert torch.equal(y, gdn(x))
 
 
 def test_gaussian_tables_match_the_training_likelihood():

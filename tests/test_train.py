@@ -13,6 +13,7 @@ from vqcodec.models.ae import AEConfig
 from vqcodec.models.prior import PriorConfig
 from vqcodec.models.vqvae import VQVAE, grow_decoder
 from vqcodec.train import (
+    Run,
     TrainConfig,
     cosine_lr,
     export_baseline,
@@ -358,3 +359,13 @@ def test_the_weight_average_of_a_short_run_follows_its_training():
     late = [torch.zeros(1)]
     update(late, [torch.ones(1)], torch.tensor(10**6))
     assert float(late[0][0]) == pytest.approx(0.002)  # the decay reached
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.5])
+def test_gradients_are_clipped_to_the_configured_norm(tmp_path, clip):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    run = Run(TrainConfig(out=str(tmp_path), steps=1, ema=0, amp=False, device="cpu", clip=clip), model, {}, "t")
+    run.optimize(1000 * model(torch.randn(8, 4)).square().mean())
+    norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])))
+    assert norm <= 0.5 + 1e-5 if clip else norm > 10

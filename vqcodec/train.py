@@ -59,6 +59,7 @@ class TrainConfig:
     device: str = "auto"  # cpu, cuda, or auto (cuda when available)
     amp: bool | None = None  # bfloat16 autocast for the transforms (None: where the device has bfloat16 units)
     minutes: float = 0  # stop (with a checkpoint) after this many minutes of this session; 0: no limit
+    clip: float = 0  # largest gradient norm (larger gradients are scaled down to it); 0: no clipping
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
@@ -221,6 +222,8 @@ class Run:
             group["lr"] = cosine_lr(self.step, self.cfg.steps, self.cfg.lr) * group["lr_scale"]
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.cfg.clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
         self.opt.step()
         if self.average is not None:
             self.average.update_parameters(self.model)

@@ -80,7 +80,8 @@ class AEConfig:
 
 
 class GDN(nn.Module):
-    """Simplified (inverse) generalized divisive normalization, per pixel across channels."""
+    """Simplified (inverse) generalized divisive normalization, per pixel across channels,
+    computed in float32."""
 
     def __init__(self, channels: int, inverse: bool = False):
         super().__init__()
@@ -89,8 +90,12 @@ class GDN(nn.Module):
         self.gamma = nn.Parameter(0.1 * torch.eye(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        norm = F.conv2d(x.abs(), self.gamma.abs()[:, :, None, None], self.beta.abs() + 1e-6)
-        return x * norm if self.inverse else x / norm
+        # float32 even under autocast: a bfloat16 denominator near beta's floor lets one
+        # rounding error scale an activation many-fold (an 80,000-step bfloat16 run diverged)
+        with full_precision(x):
+            x = x.float()
+            norm = F.conv2d(x.abs(), self.gamma.abs()[:, :, None, None], self.beta.abs() + 1e-6)
+            return x * norm if self.inverse else x / norm
 
 
 def down(cin: int, cout: int, kernel: int = 5) -> nn.Conv2d:
