@@ -56,23 +56,30 @@ def frequencies(logits: torch.Tensor | np.ndarray) -> np.ndarray:
 
     Each row's weights w = LUT[top - logit] are scaled by a per-row fixed-point reciprocal,
     f = 1 + (w * floor((2**24 - K) * 2**32 / sum(w))) >> 32, and the few units that rounding
-    leaves over go to the (first) most likely symbol. numpy, on the CPU: these small integer
-    operations cost less there than anywhere else, and constriction reads numpy arrays.
+    leaves over go to the (first) most likely symbol.
     """
-    logits = logits.cpu().numpy() if isinstance(logits, torch.Tensor) else logits
-    lut = exp_table()
-    top = logits.max(1, keepdims=True)
-    raw = lut[np.minimum(top - logits, len(lut) - 1)]
-    k = logits.shape[1]
-    reciprocal = ((TOTAL - k) << RECIPROCAL_BITS) // raw.sum(1, keepdims=True)
-    freq = 1 + ((raw * reciprocal) >> RECIPROCAL_BITS)
-    freq[np.arange(len(freq)), logits.argmax(1)] += TOTAL - freq.sum(1)
-    return freq
+    return excess_frequencies(logits) + 1
 
 
 def coder_weights(logits: torch.Tensor) -> np.ndarray:
     """The float64 weights handed to constriction so that it codes exactly ``frequencies``."""
-    return (frequencies(logits) - 1).astype(np.float64)
+    return excess_frequencies(logits).astype(np.float64)
+
+
+def excess_frequencies(logits: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``frequencies`` - 1, computed in place: the decoder's loop runs this once per wavefront.
+    numpy, on the CPU: these small integer operations cost less there than anywhere else, and
+    constriction reads numpy arrays."""
+    logits = logits.cpu().numpy() if isinstance(logits, torch.Tensor) else logits
+    lut = exp_table()
+    distance = logits.max(1, keepdims=True) - logits
+    np.minimum(distance, len(lut) - 1, out=distance)
+    w = lut.take(distance)
+    k = logits.shape[1]
+    w *= ((TOTAL - k) << RECIPROCAL_BITS) // w.sum(1, keepdims=True)
+    w >>= RECIPROCAL_BITS
+    w[np.arange(len(w)), distance.argmin(1)] += TOTAL - k - w.sum(1)
+    return w
 
 
 def stripe_count(height: int, stripe_rows: int | None) -> int:
