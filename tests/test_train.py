@@ -128,6 +128,25 @@ def test_a_new_level_starts_from_a_shipped_weights_file(tiny_weights):
     assert all(torch.equal(v, shipped[k]) for k, v in model.state_dict().items())
 
 
+def test_more_training_of_a_shipped_level_keeps_its_record(folders, tmp_path):
+    """The same architecture from a weights file: its stages go on (vqvae, then vqvae-2); the
+    re-trained prior replaces the old one's stage."""
+    prior_cfg = PriorConfig(codebook_size=TINY_VQVAE.codebook_size, radius=1, hidden=8, layers=1)
+    prior_train = config(folders, tmp_path / "prior", 2)
+    prior_train.crop = 8
+    train_vqvae(TINY_VQVAE, config(folders, tmp_path / "vq", 2))
+    train_prior(load_vqvae(tmp_path / "vq"), prior_cfg, prior_train)
+    first = export_codec(str(tmp_path / "vq"), str(tmp_path / "prior"), "tiny", 3, str(tmp_path / "a.st"), None)
+    train_vqvae(TINY_VQVAE, config(folders, tmp_path / "more", 3), init=str(first.path))
+    prior_train.out = str(tmp_path / "prior-2")
+    train_prior(load_vqvae(tmp_path / "more"), prior_cfg, prior_train)
+    second = export_codec(str(tmp_path / "more"), str(tmp_path / "prior-2"), "tiny", 3, str(tmp_path / "b.st"), None)
+    training = second.meta["training"]
+    assert training["steps"] == {"vqvae": 2, "vqvae-2": 3, "prior": 2}
+    assert set(training["budget"]) == {"vqvae", "vqvae-2", "prior"} and second.meta["supersedes"] == []
+    assert [c["id"] for c in training["continued"]] == [first.model_id.hex()]
+
+
 def test_decoder_finetuning_keeps_the_indices(folders, tmp_path):
     vq_dir = tmp_path / "vq"
     trained = train_vqvae(TINY_VQVAE, config(folders, vq_dir, 2))
@@ -317,7 +336,7 @@ def test_a_retrained_codebook_supersedes_nothing(folders, tmp_path, tiny_weights
     train_vqvae(TINY_VQVAE, config(folders, tmp_path / "vq", 2), init=tiny_weights)
     info = export_codec(str(tmp_path / "vq"), tiny_weights, "tiny", 1, str(tmp_path / "x.safetensors"), None)
     assert info.meta["supersedes"] == [] and info.decodes == {info.model_id}
-    assert info.meta["training"]["init"]["weights"] == "tiny-q1"
+    assert info.meta["training"]["continued"] == [{"weights": "tiny-q1", "id": read_info(tiny_weights).model_id.hex()}]
     assert info.meta["training"]["budget"]["vqvae"]["core_hours"] > 0
 
 

@@ -315,7 +315,8 @@ def vqvae_origin(source: str | Path) -> dict:
     from vqcodec.zoo import read_info
 
     info = read_info(source)
-    return {"weights": f"{info.name}-q{info.quality}", "id": info.model_id.hex(), "model": info.meta["vqvae_config"]}
+    origin = {"weights": f"{info.name}-q{info.quality}", "id": info.model_id.hex(), "model": info.meta["vqvae_config"]}
+    return origin | {"training": split_stages(info.meta.get("training", {}), "prior")[0]}
 
 
 def read_vqvae(source: str | Path) -> tuple[dict, dict, dict]:
@@ -629,7 +630,16 @@ def training_record(source: str | Path) -> dict:
         base = config["base"]
         before = base["training"] if "training" in base else training_record(base["source"])
         return add_stage(before, "decoder", config["train"], run_budget(source))
-    record = {"data": TRAINING_DATA, **({"init": config["init"]} if config.get("init") else {})}
+    init = config.get("init") or {}
+    origin = {k: v for k, v in init.items() if k != "training"}
+    if "training" in init and VQVAEConfig(**init["model"]) == VQVAEConfig(**config["model"]):
+        # more training of a shipped level: its record goes on, with the weights it went on from
+        before = {"data": TRAINING_DATA, **init["training"]}
+        record = before | {
+            "continued": [*before.get("continued", []), {"weights": origin["weights"], "id": origin["id"]}]
+        }
+    else:
+        record = {"data": TRAINING_DATA, **({"init": origin} if init else {})}
     return add_stage(record, "vqvae", config["train"], run_budget(source))
 
 
