@@ -43,6 +43,32 @@ def test_ema_update_moves_codes_towards_data_and_restarts_dead_codes():
     assert used == 2 / 8
 
 
+def test_entropy_constrained_assignment_trades_distance_for_code_length():
+    vq = VectorQuantizer(2, 1, rate_weight=0.1).eval()
+    vq.codebook.copy_(torch.tensor([[0.0], [1.0]]))
+    vq.cluster_size.copy_(torch.tensor([15.0, 1.0]))  # code 0: 0.09 bits, code 1: 4 bits
+    z = torch.tensor([0.4, 0.6, 0.9, 1.0]).view(1, 1, 1, 4)
+    # ||z - e||^2 + 0.1 * bits: 0.6 is nearer code 1 but costs less at code 0; 0.9 is near enough to pay
+    assert vq.indices(z).flatten().tolist() == [0, 0, 1, 1]
+    vq.rate_weight = 0.0
+    assert vq.code_costs() is None and vq.indices(z).flatten().tolist() == [0, 1, 1, 1]
+
+
+def test_entropy_constrained_training_lowers_the_entropy_of_the_codes():
+    """The same data and codebook: ECVQ's own usage counts make the codes it favours cheaper still."""
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, 2, 32, 64, generator=g)
+    entropies = []
+    for weight in (0.0, 0.3):
+        torch.manual_seed(0)
+        vq = VectorQuantizer(16, 2, rate_weight=weight)
+        for _ in range(30):
+            vq(z)
+        p = torch.bincount(vq.indices(z).flatten(), minlength=16).double() / z[0, 0].numel()
+        entropies.append(float(-(p[p > 0] * p[p > 0].log2()).sum()))
+    assert entropies[1] < entropies[0] - 0.3
+
+
 def test_kmeans_finds_separated_clusters():
     g = torch.Generator().manual_seed(0)
     centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])

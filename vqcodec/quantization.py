@@ -7,6 +7,14 @@ beta * ||z - sg(e_k)||^2 keeps the encoder close to its codes. The codebook itse
 updated by exponential moving averages of the vectors assigned to each code (the paper's
 appendix A.1), initialised by k-means on encoder outputs, and codes that stop being used
 are restarted on random encoder outputs: a dead code is rate the prior still pays for.
+
+With ``rate_weight`` > 0 the quantizer is entropy-constrained (ECVQ: Chou, Lookabaugh, Gray,
+"Entropy-constrained vector quantization", IEEE TASSP 1989; inside a learned codec's
+training: Feng et al., "NVTC", CVPR 2023): z goes to the code minimising
+||z - e_k||^2 + rate_weight * L_k, where L_k = -log2 p_k is the code's length under the
+codebook's own usage (its EMA counts). Trained this way, the encoder learns to prefer cheap
+codes, so the indices carry fewer bits for a small loss of fidelity; the rule stays an
+encoder-side choice, so decoders and files do not depend on it.
 """
 
 from __future__ import annotations
@@ -19,14 +27,19 @@ from torch import nn
 DEFAULT_CHUNK = 16384
 
 
-def nearest_codebook(z: torch.Tensor, codebook: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
-    """Index of the nearest codebook row for each row of ``z`` (N, D) -> (N,) int64.
+def nearest_codebook(
+    z: torch.Tensor, codebook: torch.Tensor, bias: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK
+) -> torch.Tensor:
+    """Index of the nearest codebook row for each row of ``z`` (N, D) -> (N,) int64, each
+    code's squared distance plus ``bias`` (K,) when given.
 
     Uses ||z||^2 - 2 z.e + ||e||^2 so the work is one matrix product per chunk, on whatever
     device the tensors live on; chunking bounds memory at ``chunk * K`` distances.
     """
     codebook = codebook.to(z.dtype)
     e_sq = (codebook * codebook).sum(1)
+    if bias is not None:
+        e_sq = e_sq + bias.to(z.dtype)
     out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
     for start in range(0, z.shape[0], chunk):
         zc = z[start : start + chunk]
@@ -58,19 +71,39 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 10, seed: int = 0) -> torch.Ten
 class VectorQuantizer(nn.Module):
     """EMA codebook of ``size`` vectors of dimension ``dim`` with dead-code restart."""
 
-    def __init__(self, size: int, dim: int, beta: float = 0.25, decay: float = 0.99, dead_threshold: float = 0.03):
+    def __init__(
+        self,
+        size: int,
+        dim: int,
+        beta: float = 0.25,
+        decay: float = 0.99,
+        dead_threshold: float = 0.03,
+        rate_weight: float = 0.0,
+    ):
         super().__init__()
         self.size, self.dim, self.beta, self.decay, self.dead_threshold = size, dim, beta, decay, dead_threshold
+        self.rate_weight = rate_weight
         self.register_buffer("codebook", torch.randn(size, dim) * 0.1)
         self.register_buffer("cluster_size", torch.ones(size))
         self.register_buffer("code_sum", self.codebook.clone())
         self.register_buffer("initialized", torch.tensor(False))
 
+    def code_costs(self) -> torch.Tensor | None:
+        """rate_weight * each code's length in bits under the codebook's usage counts (None
+        without a rate weight: plain nearest-code search)."""
+        if not self.rate_weight:
+            return None
+        counts = self.cluster_size.float() + 1e-5
+        return self.rate_weight * -torch.log2(counts / counts.sum())
+
+    def assign(self, flat: torch.Tensor) -> torch.Tensor:
+        """Code of each row of ``flat`` (N, D): nearest, or cheapest under ECVQ."""
+        return nearest_codebook(flat, self.codebook, self.code_costs())
+
     def indices(self, z: torch.Tensor) -> torch.Tensor:
         """Encoder output (B, D, H, W) -> index grid (B, H, W)."""
         b, d, h, w = z.shape
-        flat = z.permute(0, 2, 3, 1).reshape(-1, d)
-        return nearest_codebook(flat, self.codebook).view(b, h, w)
+        return self.assign(z.permute(0, 2, 3, 1).reshape(-1, d)).view(b, h, w)
 
     def lookup(self, idx: torch.Tensor) -> torch.Tensor:
         """Index grid (B, H, W) -> codebook vectors (B, D, H, W), in channels-last memory layout."""
@@ -87,7 +120,7 @@ class VectorQuantizer(nn.Module):
             flat = z.permute(0, 2, 3, 1).reshape(-1, self.dim)
             if self.training:
                 self._update(flat.detach())
-            idx = nearest_codebook(flat, self.codebook)
+            idx = self.assign(flat)
             zq = F.embedding(idx, self.codebook).view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
             commitment = self.beta * F.mse_loss(z, zq.detach())
             zq = z + (zq - z).detach()
@@ -100,7 +133,7 @@ class VectorQuantizer(nn.Module):
             self.code_sum.copy_(self.codebook)
             self.cluster_size.fill_(1.0)
             self.initialized.fill_(True)
-        idx = nearest_codebook(flat, self.codebook)
+        idx = self.assign(flat)
         counts = torch.bincount(idx, minlength=self.size).to(flat.dtype)
         sums = torch.zeros_like(self.codebook).index_add_(0, idx, flat)
         if dist.is_available() and dist.is_initialized():  # data-parallel training: statistics of all ranks

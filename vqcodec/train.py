@@ -16,7 +16,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -368,7 +368,7 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig, init: str | None = Non
             used, perplexity = usage_stats(idx, model_cfg.codebook_size)
             psnr = float(-10 * torch.log10(mse.detach()))
             run.bar.set_postfix(psnr=f"{psnr:.2f}", ppl=f"{perplexity:.0f}")
-            run.log(psnr=psnr, commitment=float(commitment), usage=used, perplexity=perplexity)
+            run.log(psnr=psnr, commitment=float(commitment.detach()), usage=used, perplexity=perplexity)
         if run.validating():
             run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
         if run.due(cfg.ckpt_every):
@@ -618,6 +618,12 @@ def split_stages(training: dict, kind: str) -> tuple[dict, dict]:
     return rest, only
 
 
+def same_architecture(a: dict, b: dict) -> bool:
+    """Whether two VQ-VAE configurations have the same layers and codebook (the rate weight is
+    how codes are chosen, not a shape)."""
+    return replace(VQVAEConfig(**a), rate_weight=0.0) == replace(VQVAEConfig(**b), rate_weight=0.0)
+
+
 def training_record(source: str | Path) -> dict:
     """Every stage that made a VQ-VAE (a run directory, with the runs or weights it started
     from, or a weights file), without the prior's: steps, configuration, budget, first weights."""
@@ -632,7 +638,7 @@ def training_record(source: str | Path) -> dict:
         return add_stage(before, "decoder", config["train"], run_budget(source))
     init = config.get("init") or {}
     origin = {k: v for k, v in init.items() if k != "training"}
-    if "training" in init and VQVAEConfig(**init["model"]) == VQVAEConfig(**config["model"]):
+    if "training" in init and same_architecture(init["model"], config["model"]):
         # more training of a shipped level: its record goes on, with the weights it went on from
         before = {"data": TRAINING_DATA, **init["training"]}
         record = before | {

@@ -36,6 +36,7 @@ class VQVAEConfig:
     ema_decay: float = 0.99
     downsample: int = 4
     decoder_blocks: int = 0  # residual blocks the decoder has beyond ``res_blocks`` (decoder capacity)
+    rate_weight: float = 0.0  # ECVQ: squared latent distance traded per bit of a code's length (0: nearest code)
 
     def __post_init__(self) -> None:
         if self.downsample not in (2, 4, 8):
@@ -103,7 +104,9 @@ class VQVAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = make_encoder(cfg)
-        self.quantizer = VectorQuantizer(cfg.codebook_size, cfg.latent_dim, cfg.beta, cfg.ema_decay)
+        self.quantizer = VectorQuantizer(
+            cfg.codebook_size, cfg.latent_dim, cfg.beta, cfg.ema_decay, rate_weight=cfg.rate_weight
+        )
         self.decoder = make_decoder(cfg)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
