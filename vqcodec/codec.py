@@ -49,7 +49,7 @@ from vqcodec.models.vqvae import VQVAE, VQVAEConfig
 from vqcodec.zoo import WeightsInfo, load_tensors, save_weights
 
 MAX_PIXELS = 128 * 1024 * 1024  # like Pillow's MAX_IMAGE_PIXELS; callers may raise it
-BAND_ROWS = 64  # latent rows per network pass
+BAND_PIXELS = 1 << 20  # image pixels per network pass: bounds memory on big photos; a Kodak image is one pass
 STRIPE_PIXELS = 128  # image rows per independently coded stripe of the vq index grid (format version 2)
 MARGIN_ROWS = 8  # latent rows of context above and below a band (receptive field < 6)
 
@@ -63,9 +63,15 @@ def check_size(header: Header, max_pixels: int | None) -> None:
         )
 
 
-def bands(rows: int, band: int | None = None, margin: int | None = None) -> list[tuple[int, int, int, int]]:
+def band_rows(cols: int, factor: int) -> int:
+    """Latent rows per network pass over a grid ``cols`` wide whose cells are ``factor`` x
+    ``factor`` pixels: about BAND_PIXELS pixels, at least 8 rows. Each band recomputes its
+    margins, so the fewer the bands, the less repeated work."""
+    return max(8, BAND_PIXELS // max(cols * factor * factor, 1))
+
+
+def bands(rows: int, band: int, margin: int = MARGIN_ROWS) -> list[tuple[int, int, int, int]]:
     """(start, stop, context start, context stop) latent rows of each band."""
-    band, margin = band or BAND_ROWS, MARGIN_ROWS if margin is None else margin
     out = []
     for start in range(0, rows, band):
         stop = min(rows, start + band)
@@ -79,8 +85,8 @@ def banded(
     rows: int,
     scale_in: int,
     scale_out: int,
-    band: int | None = None,
-    margin: int | None = None,
+    band: int,
+    margin: int = MARGIN_ROWS,
 ) -> torch.Tensor:
     """``fn`` applied band by band along the second-to-last dimension of ``x``.
 
@@ -205,13 +211,14 @@ class VQCodec(Codec):
     def indices(self, x: torch.Tensor) -> torch.Tensor:
         """Padded pixels (1, 3, H, W) -> (H/4, W/4) index grid, computed band by band."""
         f = self.multiple
-        return banded(lambda part: self.analysis(part.to(self.device)).cpu(), x, x.shape[2] // f, f, 1)[0]
+        rows, band = x.shape[2] // f, band_rows(x.shape[3] // f, f)
+        return banded(lambda part: self.analysis(part.to(self.device)).cpu(), x, rows, f, 1, band)[0]
 
     @torch.no_grad()
     def pixels(self, idx: torch.Tensor) -> torch.Tensor:
         """(rows, cols) index grid -> (3, f rows, f cols) uint8 pixels, band by band."""
-        f = self.multiple
-        return banded(lambda part: to_uint8(self.synthesis(part.to(self.device)[None])[0]), idx, len(idx), 1, f)
+        f, band = self.multiple, band_rows(idx.shape[1], self.multiple)
+        return banded(lambda part: to_uint8(self.synthesis(part.to(self.device)[None])[0]), idx, len(idx), 1, f, band)
 
     def network(self, layers: torch.nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         """``layers`` applied to ``x``: in float32, or with ``bf16`` in bfloat16 autocast but for
