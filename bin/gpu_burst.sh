@@ -12,7 +12,7 @@ set -euo pipefail
 OUT=${OUT:?set OUT to the folder whose files come back}
 DEVICE=${DEVICE:-cuda}
 BUDGET=${BUDGET:-9}        # minutes in all
-LEVELS=${LEVELS:-"1 2 3 5 6"}
+LEVELS=${LEVELS:-"7 6 5 3 1 2"}  # q7 first: its decoder has had no fine-tuning yet
 STEPS=${STEPS:-}           # default: each level's configs/vq-qN-finetune.toml (the time share stops it earlier)
 BATCH=${BATCH:-32}         # a GPU wants larger batches than the configs' 8
 IMAGES=${IMAGES:-3}        # Kodak images to time
