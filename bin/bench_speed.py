@@ -151,6 +151,7 @@ def fidelity(codec, img: Image.Image) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=3, help="Kodak images to time (first N)")
+    ap.add_argument("--kodak", type=Path, default=KODAK, help="folder of the Kodak images")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="vq")
     ap.add_argument("--quality", type=int, default=None)
@@ -165,7 +166,7 @@ def main() -> None:
     print(f"vqcodec model load: {time.perf_counter() - start:.2f} s ({codec.info.path.name})")
     print(f"bfloat16 networks: {codec.bf16}; int8 prior products: {codec.prior._int8 is not None}")
     others = {} if args.no_compressai else compressai_models(args.device)
-    images = [load_rgb(p) for p in image_files(KODAK)[: args.images]]
+    images = [load_rgb(p) for p in image_files(args.kodak)[: args.images]]
 
     times: dict[str, dict[str, list[float]]] = {}
     stages: dict[str, list[float]] = {}

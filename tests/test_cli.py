@@ -198,3 +198,18 @@ def test_models_lists_every_shipped_level_with_its_budget(capsys):
     assert all(r["core_hours_recorded"] >= 0 and r["levels_sharing_training"] >= 1 for r in rows)
     code, out, _ = run(capsys, "models")
     assert code == 0 and len(out.splitlines()) == len(rows) + 1
+
+
+def test_training_options_reach_the_run(capsys, tmp_path):
+    """--scale and --timed (the GPU burst's options) land in the run's configuration."""
+    for split in ("train", "val"):
+        (tmp_path / split).mkdir()
+        Image.fromarray(smooth_image(64, 64)).save(tmp_path / split / "0.png")
+    toml = tmp_path / "tiny.toml"
+    toml.write_text("[model]\nchannels = 8\nhalf_channels = 4\nlatent_dim = 4\ncodebook_size = 8\n")
+    folders = ["--data", str(tmp_path / "train"), "--val", str(tmp_path / "val")]
+    args = ["--config", str(toml), "--out", str(tmp_path / "run"), "--steps", "1", "--batch", "1", "--crop", "32"]
+    code, _, err = run(capsys, "train", "vqvae", *args, *folders, "--scale", "1", "--timed", "--minutes", "5")
+    assert code == 0, err
+    train = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert train["scales"] == [1.0] and train["timed"] and train["minutes"] == 5

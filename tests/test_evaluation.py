@@ -98,10 +98,11 @@ def test_a_variable_rate_family_counts_its_shared_run_once(monkeypatch):
     budget = {"train": {"core_hours": 2.5, "estimated": "steps x seconds per step"}}
     shared = [info(q, f"{q}" * 64, {"steps": {"train": 9}, "budget": budget, "lambdas": [1, 2]}) for q in (1, 2)]
     monkeypatch.setattr(zoo, "levels", lambda name: shared)
-    assert zoo.training_core_hours("m") == (2.5, True, True)
-    separate = [info(q, f"{q}" * 64, {"steps": {"a": 1, "b": 1}, "budget": {"a": {"core_hours": 1.0}}}) for q in (1, 2)]
+    assert zoo.training_core_hours("m") == (2.5, True, True, 0.0)
+    budget = {"a": {"core_hours": 1.0, "gpu_hours": 0.25}}
+    separate = [info(q, f"{q}" * 64, {"steps": {"a": 1, "b": 1}, "budget": budget}) for q in (1, 2)]
     monkeypatch.setattr(zoo, "levels", lambda name: separate)
-    assert zoo.training_core_hours("m") == (2.0, False, False)  # each level's own run; stage b recorded nothing
+    assert zoo.training_core_hours("m") == (2.0, False, False, 0.5)  # each level's own run; stage b recorded nothing
 
 
 def test_each_level_is_placed_against_every_reference():

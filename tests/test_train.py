@@ -66,6 +66,30 @@ def test_cosine_schedule():
     assert cosine_lr(0, 1000, 1.0, warmup=10) == pytest.approx(0.1)
     assert cosine_lr(10, 1000, 1.0, warmup=10) == pytest.approx(1.0)
     assert cosine_lr(1000, 1000, 1.0, warmup=10) == pytest.approx(0.05)
+    assert cosine_lr(10, 1000, 1.0, warmup=10, done=1.0) == pytest.approx(0.05)  # a timed run's end
+    assert cosine_lr(999, 1000, 1.0, warmup=10, done=0.5) == pytest.approx(0.525)
+
+
+def test_a_timed_run_schedules_over_its_minutes_not_its_steps(tmp_path):
+    model = torch.nn.Linear(4, 1)
+    cfg = TrainConfig(out=str(tmp_path), steps=10**6, ema=0, amp=False, device="cpu", minutes=2, timed=True)
+    run = Run(cfg, model, {}, "t")
+    run.step, run.started = 300, run.started - 60  # past the warm-up, one of two minutes behind
+    assert run.done() == pytest.approx(0.5, abs=0.01)
+    run.optimize(model(torch.randn(2, 4)).square().mean())
+    assert run.opt.param_groups[0]["lr"] == pytest.approx(cfg.lr * 0.525, rel=0.02)
+    cfg.timed = False
+    assert run.done() == pytest.approx(301 / 10**6)
+
+
+def test_an_exported_stage_records_the_steps_that_ran(folders, tmp_path, tiny_weights):
+    cfg = config(folders, tmp_path / "vq", 1000)
+    cfg.minutes, cfg.timed = 1e-9, True  # out of time at once: the plan was 1000 steps, none ran
+    train_vqvae(TINY_VQVAE, cfg, init=tiny_weights)
+    info = export_codec(str(tmp_path / "vq"), tiny_weights, "tiny", 1, str(tmp_path / "x.safetensors"), None)
+    stage = next(k for k in info.meta["training"]["steps"] if k.startswith("vqvae"))
+    assert info.meta["training"]["steps"][stage] == 0 == info.meta["training"]["budget"][stage]["steps"]
+    assert "gpu_hours" not in info.meta["training"]["budget"][stage]  # a CPU run records core-hours alone
 
 
 def test_vqvae_then_prior_then_export(folders, tmp_path):

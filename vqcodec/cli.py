@@ -323,6 +323,7 @@ def models(as_json) -> None:
             "core_hours_recorded": round(i.recorded_core_hours[0], 3),
             "every_stage_recorded": i.recorded_core_hours[1],
             "core_hours_estimated_in_part": i.estimated_core_hours,
+            "gpu_hours_recorded": round(i.recorded_gpu_hours, 3),
             "levels_sharing_training": len(i.meta.get("training", {}).get("lambdas", [])) or 1,
             **i.metrics,
         }
@@ -337,6 +338,8 @@ def models(as_json) -> None:
         hours = f"{r['core_hours_recorded']:.2f}" + ("" if r["every_stage_recorded"] else " (+ earlier stages)")
         if r["core_hours_estimated_in_part"]:
             hours += " (in part estimated)"
+        if r["gpu_hours_recorded"]:
+            hours += f" + {r['gpu_hours_recorded']:.2f} GPU-h"
         if r["levels_sharing_training"] > 1:
             hours += f" (one run for {r['levels_sharing_training']} levels)"
         click.echo(
@@ -479,12 +482,29 @@ def train_options(f):
             click.option("--seed", type=int, default=0, show_default=True),
             click.option("--data", default="../shared/data/train", show_default=True, help="Training images."),
             click.option("--val", default="../shared/data/val", show_default=True, help="Validation images."),
+            click.option(
+                "--scale",
+                "scales",
+                type=float,
+                multiple=True,
+                default=(0.5, 0.75),
+                show_default=True,
+                help="Factors the training images are downscaled by, one copy each (1: as they are, e.g. a pack "
+                "that bin/gpu_pack.py downscaled already).",
+            ),
             click.option("--threads", type=int, default=0, help="CPU threads (0: torch's default)."),
             click.option(
                 "--minutes",
                 type=float,
                 default=0,
                 help="Stop with a checkpoint after this many minutes (0: no limit); running again resumes.",
+            ),
+            click.option(
+                "--timed",
+                is_flag=True,
+                default=False,
+                help="Run the schedule (learning rate, the prior's integer phase) over --minutes instead of "
+                "--steps: for a burst of known length on a machine of unknown speed.",
             ),
             click.option(
                 "--device",

@@ -128,12 +128,13 @@ def core_hours(name: str) -> str:
     from vqcodec.zoo import training_core_hours
 
     try:
-        hours, complete, estimated = training_core_hours(name)
+        hours, complete, estimated, gpu = training_core_hours(name)
     except VQCodecError:
         return "n/a"
     if not hours:
         return "not recorded"
-    return f"{hours:.1f}" + (" (in part estimated)" if estimated else "") + ("" if complete else " + unrecorded")
+    cell = f"{hours:.1f}" + (" (in part estimated)" if estimated else "") + ("" if complete else " + unrecorded")
+    return cell + (f" + {gpu:.2f} GPU-h" if gpu else "")
 
 
 def level_curve(rows: list[Measurement], codec: str, setting: str, metric: str) -> tuple[np.ndarray, np.ndarray]:

@@ -60,13 +60,15 @@ class TrainConfig:
     amp: bool | None = None  # bfloat16 autocast for the transforms (None: where the device has bfloat16 units)
     minutes: float = 0  # stop (with a checkpoint) after this many minutes of this session; 0: no limit
     clip: float = 0  # largest gradient norm (larger gradients are scaled down to it); 0: no clipping
+    timed: bool = False  # the schedule runs over ``minutes``, not ``steps``: a burst of known length, unknown speed
 
 
-def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
-    """Linear warm-up then cosine decay to 5% of ``base``."""
+def cosine_lr(step: int, total: int, base: float, warmup: int = 200, done: float | None = None) -> float:
+    """Linear warm-up then cosine decay to 5% of ``base`` (``done``: the fraction of the run
+    behind, when it is not counted in steps)."""
     if step < warmup:
         return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
+    t = (step - warmup) / max(1, total - warmup) if done is None else done
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
@@ -187,10 +189,14 @@ class Run:
         """Add the time since the last tick to the budget (core time: times this process's threads)."""
         now = time.perf_counter()
         seconds, self.clock = now - self.clock, now
-        threads = 1 if self.device.type == "cuda" else torch.get_num_threads()
+        gpu = self.device.type == "cuda"
+        threads = 1 if gpu else torch.get_num_threads()
         self.budget = {
+            **self.budget,
             "seconds": self.budget["seconds"] + seconds,
-            "core_seconds": self.budget["core_seconds"] + seconds * threads * self.world,
+            # CPU core time and GPU time are kept apart: an H100 second is no core second
+            "core_seconds": self.budget["core_seconds"] + (0 if gpu else seconds * threads * self.world),
+            "gpu_seconds": self.budget.get("gpu_seconds", 0.0) + (seconds * self.world if gpu else 0),
             "threads": threads * self.world,  # of the last session, for the record
             "device": self.device.type,
         }
@@ -216,10 +222,18 @@ class Run:
             dist.broadcast(late, 0)
         return bool(late)
 
+    def done(self) -> float:
+        """The fraction of the run behind: of its steps, or of its minutes for a timed run."""
+        steps = self.step / self.cfg.steps
+        if self.cfg.timed and self.cfg.minutes:
+            return min(1.0, max(steps, (time.perf_counter() - self.started) / (60 * self.cfg.minutes)))
+        return steps
+
     def optimize(self, loss: torch.Tensor) -> None:
         """One optimizer step on ``loss`` at the scheduled learning rate."""
+        done = self.done() if self.cfg.timed else None
         for group in self.opt.param_groups:
-            group["lr"] = cosine_lr(self.step, self.cfg.steps, self.cfg.lr) * group["lr_scale"]
+            group["lr"] = cosine_lr(self.step, self.cfg.steps, self.cfg.lr, done=done) * group["lr_scale"]
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.clip:
@@ -526,11 +540,11 @@ def train_prior(vqvae: VQVAE, prior_cfg: PriorConfig, cfg: TrainConfig, qat_frac
     run = Run(cfg, prior, prior_cfg.to_dict(), "prior")
     grids = index_grids(vqvae, cfg.data, tuple(cfg.scales), cfg.data_limit, (run.rank, run.world))
     val = index_grids(vqvae, cfg.val, (0.5,), cfg.val_images)
-    qat_start = int(cfg.steps * (1 - qat_fraction))
+    float_prior = run.dir / "float_prior.pt"  # kept to measure what integers cost
     while run.running:
-        if run.step == qat_start and not prior.quantized:  # the float prior, kept to measure what integers cost
-            torch.save({"model": prior.state_dict()}, run.dir / "float_prior.pt")
-        prior.quantized = run.step >= qat_start
+        prior.quantized = run.done() >= 1 - qat_fraction
+        if prior.quantized and not float_prior.exists():
+            torch.save({"model": run.model.state_dict()}, float_prior)
         idx = grid_batch(grids, cfg.batch, cfg.crop, run.gen).to(run.device)
         loss = cross_entropy_bits(run.net(idx), idx) / idx.numel()
         run.optimize(loss)
@@ -570,9 +584,12 @@ def run_budget(out: str | Path) -> dict:
     budget = state.get("budget")
     if budget is None:
         return {"recorded": False}
+    gpu = {"gpu_hours": round(budget["gpu_seconds"] / 3600, 6)} if budget.get("gpu_seconds") else {}
     return {
+        "steps": state["step"],
         "seconds": round(budget["seconds"], 1),
         "core_hours": round(budget["core_seconds"] / 3600, 6),
+        **gpu,
         "threads": budget.get("threads"),
         "precision": "bfloat16" if config["train"].get("amp") else "float32",
         "device": budget.get("device", config["train"].get("device", "cpu")),
@@ -594,7 +611,7 @@ def add_stage(training: dict, kind: str, train: dict, budget: dict) -> dict:
     name = next(n for n in (kind, *(f"{kind}-{i}" for i in range(2, 100))) if n not in steps)
     return {
         **training,
-        "steps": {**steps, name: train["steps"]},
+        "steps": {**steps, name: budget.get("steps", train["steps"])},  # what ran, not what was planned
         name: train,
         "budget": {**training.get("budget", {}), name: budget},
     }

@@ -65,6 +65,12 @@ class WeightsInfo:
         return hours, set(training.get("steps", {})) <= {k for k, b in budgets.items() if "core_hours" in b}
 
     @property
+    def recorded_gpu_hours(self) -> float:
+        """GPU-hours of the stages trained on a GPU (kept apart from CPU core-hours; a GPU
+        shared by runs side by side counts in full for each)."""
+        return sum(b.get("gpu_hours", 0.0) for b in self.meta.get("training", {}).get("budget", {}).values())
+
+    @property
     def estimated_core_hours(self) -> bool:
         """Whether some stage's core-hours are an estimate (stages trained before budgets were
         recorded: steps x a measured time per step)."""
@@ -136,11 +142,11 @@ def levels(name: str = DEFAULT_MODEL) -> list[WeightsInfo]:
     return found
 
 
-def training_core_hours(name: str) -> tuple[float, bool, bool]:
+def training_core_hours(name: str) -> tuple[float, bool, bool, float]:
     """Core-hours that trained every level of model ``name`` (a run shared by several levels of
-    a variable-rate model counted once), whether every stage recorded or estimated them, and
-    whether some are estimates."""
-    hours, complete, estimated, runs = 0.0, True, False, set()
+    a variable-rate model counted once), whether every stage recorded or estimated them,
+    whether some are estimates, and the GPU-hours beside them."""
+    hours, complete, estimated, gpu, runs = 0.0, True, False, 0.0, set()
     for info in levels(name):
         training = info.meta.get("training", {})
         run = json.dumps(training.get("budget"), sort_keys=True) if training.get("lambdas") else info.sha256
@@ -149,7 +155,8 @@ def training_core_hours(name: str) -> tuple[float, bool, bool]:
             hours += info.recorded_core_hours[0]
             complete &= info.recorded_core_hours[1]
             estimated |= info.estimated_core_hours
-    return hours, complete, estimated
+            gpu += info.recorded_gpu_hours
+    return hours, complete, estimated, gpu
 
 
 def find(name: str = DEFAULT_MODEL, quality: int | None = None) -> WeightsInfo:
