@@ -31,6 +31,7 @@ PRIOR_SHARE=${PRIOR_SHARE:-40}  # percent of each level's minutes for its prior
 # (validation bits rising from there, 6.45 -> 8.6 for q4) while those of q6 and q7 still improved at the end
 PRIOR_LEVELS=${PRIOR_LEVELS:-"7 6"}
 IMAGES=${IMAGES:-3}         # Kodak images to time
+EXPORT_S=${EXPORT_S:-60}    # seconds kept for the exports (four took 15 s on an H200)
 mkdir -p "$OUT/logs"
 left() { echo $(( BUDGET - SECONDS )); }  # SECONDS: bash's clock since this script started
 
@@ -69,7 +70,7 @@ burst() {
   vq train export --vqvae "$run-vqvae" --prior "$run-prior" --quality "$q" --out "$OUT/vq-q$q.safetensors" --kodak ''
 }
 set -- $LEVELS
-avail=$(( $(left) - 75 ))  # seconds to train, keeping time for the exports
+avail=$(( $(left) - EXPORT_S ))  # seconds to train
 vq_min=$(python3 -c "print(round($avail * (100 - $PRIOR_SHARE) / 100 / 60 - 0.25, 2))")  # less each stage's start
 prior_min=$(python3 -c "print(round($avail * $PRIOR_SHARE / 100 / 60 - 0.25, 2))")
 echo "training $*: VQ-VAE $vq_min min, prior $prior_min min each, side by side"
