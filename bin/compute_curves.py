@@ -120,7 +120,7 @@ def ladder(store: dict, measure: bool, record: bool) -> dict:
     from vqcodec.zoo import levels, load_tensors, save_weights
 
     seconds = store.setdefault("stage_seconds", {})
-    total = estimated = 0.0
+    total = estimated = gpu = 0.0
     for level in levels("vq"):
         training = level.meta["training"]
         budgets = training.setdefault("budget", {})
@@ -138,11 +138,17 @@ def ladder(store: dict, measure: bool, record: bool) -> dict:
         for budget in budgets.values():
             total += budget["core_hours"]
             estimated += budget["core_hours"] if "estimated" in budget else 0.0
+            gpu += budget.get("gpu_hours", 0.0)
         if missing and record:
             save_weights(level.path, load_tensors(level), "vq", level.name, level.quality, level.meta)
             print(f"{level.path.name}: estimated budgets of {', '.join(missing)} recorded")
     ids = ",".join(level.sha256[:8] for level in levels("vq"))
-    return {"ids": ids, "core_hours": round(total, 3), "estimated_core_hours": round(estimated, 3)}
+    return {
+        "ids": ids,
+        "core_hours": round(total, 3),
+        "estimated_core_hours": round(estimated, 3),
+        "gpu_hours": round(gpu, 3),  # not in core_hours: GPU stages are marked on the plot
+    }
 
 
 ESTIMATE = (
@@ -181,6 +187,16 @@ def plot(store: dict, path: Path) -> None:
             pts = sorted((x, y) for x, y in pts if y is not None)
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", ms=3, color=colors[family], label=family)
+        for p in store["points"].get("vq", []):
+            if p.get("gpu_hours") and (y := psnr_at(p["bpp"], p["psnr"], rate)) is not None:
+                ax.annotate(
+                    f"+{p['gpu_hours']:.2f} GPU-h",
+                    (p["core_hours"], y),
+                    fontsize=7,
+                    xytext=(4, -10),
+                    textcoords="offset points",
+                    color=colors["vq"],
+                )
         ax.set_title(f"PSNR at {rate} bpp (validation)")
         ax.set_xlabel("training core-hours of the family")
         ax.set_ylabel("PSNR (dB)")
@@ -223,7 +239,8 @@ def main() -> None:
     for family in FAMILIES:
         for p in points.get(family, [])[-3:]:
             at = ", ".join(f"{r} bpp {v:.2f} dB" for r in RATES if (v := psnr_at(p["bpp"], p["psnr"], r)) is not None)
-            print(f"{family:>4} {p['core_hours']:7.2f} core-h: {at or 'outside its rates'}")
+            gpu = f" + {p['gpu_hours']:.2f} GPU-h" if p.get("gpu_hours") else ""
+            print(f"{family:>4} {p['core_hours']:7.2f} core-h{gpu}: {at or 'outside its rates'}")
     print(f"wrote {path} and {args.out / 'compute-curves.png'}")
 
 

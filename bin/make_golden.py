@@ -2,7 +2,10 @@
 
 tests/data/golden-vN.vqc (N: the format version) is a 96x64 crop of samples/bsds-val-2.png
 compressed by the shipped default vq model; golden-vN-indices.npy and golden-vN-decoded.png
-(float32 networks) are what it must decode to. golden-vN-ae.vqc and golden-vN-vae.vqc are the
+(float32 networks) are what it must decode to. The vq family has one golden file per format
+version: the current writer's, and each earlier layout written from the same indices (format 1:
+the grid in one stripe, no stripe-height varint), so every reading path stays pinned when the
+default model is replaced. golden-vN-ae.vqc and golden-vN-vae.vqc are the
 same crop compressed by the default levels of the ae and vae models, with the rounded latents
 (-latent.npy, and -side.npy for the vae) and pixels they must decode to. Regenerate a family's
 files only on a deliberate format version or model change (and say so in the commit); files of
@@ -10,14 +13,16 @@ earlier versions stay, and must keep decoding.
 """
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 import vqcodec
+from vqcodec import entropy
 from vqcodec.codec import pixels
-from vqcodec.format import VERSION, unpack
+from vqcodec.format import VERSION, pack, unpack
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data"
@@ -33,10 +38,12 @@ def golden_vq() -> bytes:
     header, payload = unpack(data)
     f = codec.multiple
     idx = codec.read(payload, -(-header.height // f), -(-header.width // f), header.version)
-    (OUT / f"golden-v{VERSION}.vqc").write_bytes(data)
-    np.save(OUT / f"golden-v{VERSION}-indices.npy", idx.numpy().astype(np.int16))
+    legacy = pack(replace(header, version=1), entropy.encode_grid(codec.prior, idx))  # format 1: one stripe
     bf16, codec.bf16 = codec.bf16, False  # the reference pixels: float32 networks
-    codec.decompress(data).save(OUT / f"golden-v{VERSION}-decoded.png")
+    for version, file in ((VERSION, data), (1, legacy)):
+        (OUT / f"golden-v{version}.vqc").write_bytes(file)
+        np.save(OUT / f"golden-v{version}-indices.npy", idx.numpy().astype(np.int16))
+        codec.decompress(file).save(OUT / f"golden-v{version}-decoded.png")
     codec.bf16 = bf16
     return data
 

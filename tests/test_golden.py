@@ -25,9 +25,8 @@ def test_golden_file_decodes_to_the_same_indices_and_pixels(version):
     header, payload = unpack(data)
     assert header.version == version
     codec = vqcodec.load_codec()
-    assert codec.info.model_id == header.model_id, "the shipped default model changed: new id, new golden file"
-    if version == 1:  # written when this model was level 1; it is level 4 of the ladder now: the id finds it
-        assert (header.quality, codec.info.quality) == (1, 4)
+    assert codec.info.model_id == header.model_id, "the shipped default model changed: new id, new golden files"
+    assert header.quality == codec.info.quality == 4
     idx = codec.read(payload, (header.height + 3) // 4, (header.width + 3) // 4, header.version)
     assert np.array_equal(idx.numpy(), np.load(DATA / f"golden-v{version}-indices.npy"))
     decoded = np.asarray(vqcodec.decompress(data), dtype=np.int16)
