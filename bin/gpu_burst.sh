@@ -14,6 +14,9 @@
 #   git rm -rq --cached vqcodec/weights checkpoints && printf '/vqcodec/weights/*.safetensors\n/checkpoints/\n' >> .git/info/exclude
 #   device run: command `bash bin/gpu_burst.sh`, carry [.gpu, vqcodec/weights/vq-q4.safetensors, ...], timeout_s 590
 #   git reset -q && sed -i '/^\/vqcodec\/weights\|^\/checkpoints/d' .git/info/exclude
+# The baselines (issue 14: the same compute as the ladder, GPU time included) in a call of their own,
+# carrying checkpoints/ae.pt and vae.pt (the levels' weights and both packs exceed 64 MiB together):
+#   LEVELS= FAMILIES="ae vae" bash bin/gpu_burst.sh   -> $OUT/ae.pt, vae.pt: `cp` them to checkpoints/
 # Smoke-test it on a CPU with tiny budgets:
 #   OUT=/tmp/out DEVICE=cpu BUDGET=240 LEVELS=6 BATCH=2 CROP=64 IMAGES=1 bash bin/gpu_burst.sh
 set -uo pipefail
@@ -21,7 +24,7 @@ OUT=${OUT:?set OUT to the folder whose files come back}
 DEVICE=${DEVICE:-cuda}
 PACK=${PACK:-.gpu}
 BUDGET=${BUDGET:-530}       # seconds in all, from the start of this script
-LEVELS=${LEVELS:-"7 6 5 4"} # trained side by side; each level's weights file must be here
+LEVELS=${LEVELS-"7 6 5 4"} # trained side by side (empty: none); each level's weights file must be here
 BATCH=${BATCH:-32}          # the CPU configs' 8 would leave a GPU idle
 CROP=${CROP:-128}
 LR=${LR:-2e-4}
@@ -30,6 +33,7 @@ PRIOR_SHARE=${PRIOR_SHARE:-40}  # percent of each level's minutes for its prior
 # factor-4 one; measured (0.4 -> 0.5), the priors of q4 and q5 over-fitted the pack within 500 steps
 # (validation bits rising from there, 6.45 -> 8.6 for q4) while those of q6 and q7 still improved at the end
 PRIOR_LEVELS=${PRIOR_LEVELS:-"7 6"}
+FAMILIES=${FAMILIES:-}      # baselines (ae, vae) to continue from checkpoints/FAMILY.pt, side by side with the levels
 IMAGES=${IMAGES:-3}         # Kodak images to time
 EXPORT_S=${EXPORT_S:-60}    # seconds kept for the exports (four took 15 s on an H200)
 mkdir -p "$OUT/logs"
@@ -69,13 +73,24 @@ burst() {
     --batch $((BATCH * 2)) --minutes "$prior_min" &&
   vq train export --vqvae "$run-vqvae" --prior "$run-prior" --quality "$q" --out "$OUT/vq-q$q.safetensors" --kodak ''
 }
+# a baseline family: its variable-rate run resumed from its pack, on its own step schedule, packed back
+baseline() {
+  local family=$1 minutes=$2 run="runs/gpu-$1"
+  rm -rf "$run" && python3 bin/pack_run.py --unpack "checkpoints/$family.pt" "$run" &&
+  vq train "$family" --config "configs/$family.toml" --out "$run" --device "$DEVICE" --data "$PACK/train" \
+    --val "$PACK/val" --scale 1 --threads 4 --batch "$BATCH" --minutes "$minutes" &&
+  python3 bin/pack_run.py "$run" "$OUT/$family.pt"
+}
 set -- $LEVELS
 avail=$(( $(left) - EXPORT_S ))  # seconds to train
 vq_min=$(python3 -c "print(round($avail * (100 - $PRIOR_SHARE) / 100 / 60 - 0.25, 2))")  # less each stage's start
 prior_min=$(python3 -c "print(round($avail * $PRIOR_SHARE / 100 / 60 - 0.25, 2))")
-echo "training $*: VQ-VAE $vq_min min, prior $prior_min min each, side by side"
+echo "training $* $FAMILIES: VQ-VAE $vq_min min, prior $prior_min min each, side by side"
 for q in "$@"; do
   burst "$q" "$vq_min" "$prior_min" > "$OUT/logs/q$q.log" 2>&1 &
+done
+for family in $FAMILIES; do
+  baseline "$family" "$(python3 -c "print($vq_min + $prior_min + 0.25)")" > "$OUT/logs/$family.log" 2>&1 &
 done
 
 if [ "$DEVICE" = cuda ]; then  # correctness while they train
@@ -85,7 +100,7 @@ if [ "$DEVICE" = cuda ]; then  # correctness while they train
 fi
 wait
 for q in "$@"; do tr '\r' '\n' < "$OUT/logs/q$q.log" | grep -E 'id [0-9a-f]{8}|Error|error' | tail -2; done
-cp --parents runs/gpu-q*/metrics.jsonl runs/gpu-q*/config.json "$OUT/logs/" 2>/dev/null
+cp --parents runs/gpu-*/metrics.jsonl runs/gpu-*/config.json "$OUT/logs/" 2>/dev/null
 tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"
 ls -la "$OUT"
 echo "done in $SECONDS s"

@@ -282,9 +282,11 @@ class Run:
         if self.rank > 0:
             return
         self.tick()
-        core_hours = self.budget["core_seconds"] / 3600
+        hours = {"core_hours": self.budget["core_seconds"] / 3600}
+        if self.budget.get("gpu_seconds"):
+            hours["gpu_hours"] = self.budget["gpu_seconds"] / 3600
         with open(self.dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps({"step": self.step, "time": time.time(), "core_hours": core_hours, **metrics}) + "\n")
+            f.write(json.dumps({"step": self.step, "time": time.time(), **hours, **metrics}) + "\n")
 
 
 def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
