@@ -60,15 +60,14 @@ fi
 burst() {
   local q=$1 vq_min=$2 prior_min=$3 weights="vqcodec/weights/vq-q$1.safetensors" run="runs/gpu-q$1"
   local common=(--device "$DEVICE" --data "$PACK/train" --val "$PACK/val" --scale 1 --steps 1000000 --timed --threads 4)
-  if [[ " $PRIOR_LEVELS " != *" $q "* ]]; then  # the VQ-VAE alone, all the time; its prior is trained at home
-    vq train vqvae --config "configs/vq-q$q-vqvae.toml" --init "$weights" --out "$run-vqvae" "${common[@]}" \
-      --batch "$BATCH" --crop "$CROP" --lr "$LR" --minutes "$(python3 -c "print($vq_min + $prior_min + 0.25)")" &&
-    # the shipped prior only carries the new VQ-VAE home: it does not fit the new indices
+  local here=0; [[ " $PRIOR_LEVELS " == *" $q "* ]] || here=1  # 1: the prior is trained at home on every photo
+  [ "$here" = 0 ] || vq_min=$(python3 -c "print($vq_min + $prior_min + 0.25)")  # the VQ-VAE has all the time
+  vq train vqvae --config "configs/vq-q$q-vqvae.toml" --init "$weights" --out "$run-vqvae" "${common[@]}" \
+    --batch "$BATCH" --crop "$CROP" --lr "$LR" --minutes "$vq_min" || return
+  if [ "$here" = 1 ]; then  # the shipped prior only carries the new VQ-VAE home: it does not fit the new indices
     vq train export --vqvae "$run-vqvae" --prior "$weights" --quality "$q" --out "$OUT/vqvae-q$q.safetensors" --kodak ''
     return
   fi
-  vq train vqvae --config "configs/vq-q$q-vqvae.toml" --init "$weights" --out "$run-vqvae" "${common[@]}" \
-    --batch "$BATCH" --crop "$CROP" --lr "$LR" --minutes "$vq_min" &&
   vq train prior --config "configs/vq-q$q-prior.toml" --vqvae "$run-vqvae" --out "$run-prior" "${common[@]}" \
     --batch $((BATCH * 2)) --minutes "$prior_min" &&
   vq train export --vqvae "$run-vqvae" --prior "$run-prior" --quality "$q" --out "$OUT/vq-q$q.safetensors" --kodak ''
