@@ -138,7 +138,7 @@ def ladder(store: dict, measure: bool, record: bool) -> dict:
         for budget in budgets.values():
             total += budget["core_hours"]
             estimated += budget["core_hours"] if "estimated" in budget else 0.0
-            gpu += budget.get("gpu_hours", 0.0)
+        gpu += level.recorded_gpu_hours
         if missing and record:
             save_weights(level.path, load_tensors(level), "vq", level.name, level.quality, level.meta)
             print(f"{level.path.name}: estimated budgets of {', '.join(missing)} recorded")

@@ -58,10 +58,10 @@ fi
 
 # one burst per level, side by side: VQ-VAE, then prior, then export
 burst() {
-  local q=$1 vq_min=$2 prior_min=$3 weights="vqcodec/weights/vq-q$1.safetensors" run="runs/gpu-q$1"
+  local q=$1 vq_min=$2 prior_min=$3 whole_min=$4 weights="vqcodec/weights/vq-q$1.safetensors" run="runs/gpu-q$1"
   local common=(--device "$DEVICE" --data "$PACK/train" --val "$PACK/val" --scale 1 --steps 1000000 --timed --threads 4)
   local here=0; [[ " $PRIOR_LEVELS " == *" $q "* ]] || here=1  # 1: the prior is trained at home on every photo
-  [ "$here" = 0 ] || vq_min=$(python3 -c "print($vq_min + $prior_min + 0.25)")  # the VQ-VAE has all the time
+  [ "$here" = 0 ] || vq_min=$whole_min  # the VQ-VAE has all the time
   vq train vqvae --config "configs/vq-q$q-vqvae.toml" --init "$weights" --out "$run-vqvae" "${common[@]}" \
     --batch "$BATCH" --crop "$CROP" --lr "$LR" --minutes "$vq_min" || return
   if [ "$here" = 1 ]; then  # the shipped prior only carries the new VQ-VAE home: it does not fit the new indices
@@ -84,12 +84,13 @@ set -- $LEVELS
 avail=$(( $(left) - EXPORT_S ))  # seconds to train
 vq_min=$(python3 -c "print(round($avail * (100 - $PRIOR_SHARE) / 100 / 60 - 0.25, 2))")  # less each stage's start
 prior_min=$(python3 -c "print(round($avail * $PRIOR_SHARE / 100 / 60 - 0.25, 2))")
+whole_min=$(python3 -c "print($vq_min + $prior_min + 0.25)")  # one stage in all the time
 echo "training $* $FAMILIES: VQ-VAE $vq_min min, prior $prior_min min each, side by side"
 for q in "$@"; do
-  burst "$q" "$vq_min" "$prior_min" > "$OUT/logs/q$q.log" 2>&1 &
+  burst "$q" "$vq_min" "$prior_min" "$whole_min" > "$OUT/logs/q$q.log" 2>&1 &
 done
 for family in $FAMILIES; do
-  baseline "$family" "$(python3 -c "print($vq_min + $prior_min + 0.25)")" > "$OUT/logs/$family.log" 2>&1 &
+  baseline "$family" "$whole_min" > "$OUT/logs/$family.log" 2>&1 &
 done
 
 if [ "$DEVICE" = cuda ]; then  # correctness while they train
