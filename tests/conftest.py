@@ -16,6 +16,7 @@ from vqcodec.zoo import read_info
 
 TINY_VQVAE = VQVAEConfig(channels=16, half_channels=8, latent_dim=4, codebook_size=16, res_blocks=1)
 TINY_PRIOR = PriorConfig(codebook_size=16, radius=1, hidden=16, layers=1)
+TINY_GROUPED_PRIOR = dataclasses.replace(TINY_PRIOR, groups=4)
 TINY_AE = {"ae": AEConfig(channels=8, latent=6), "vae": AEConfig(channels=8, latent=6, hyper=4)}
 
 
@@ -30,14 +31,14 @@ def tiny_prior(cfg: PriorConfig = TINY_PRIOR, seed: int = 0, scale: float = 1.0)
     return prior.eval()
 
 
-def save_tiny_vq(path, downsample: int = 4) -> str:
-    """A random tiny VQ codec with the given downsampling factor, written to ``path``."""
+def save_tiny_vq(path, downsample: int = 4, prior_cfg: PriorConfig = TINY_PRIOR) -> str:
+    """A random tiny VQ codec with the given downsampling factor and prior, written to ``path``."""
     torch.manual_seed(0)
     vqvae = VQVAE(dataclasses.replace(TINY_VQVAE, downsample=downsample)).eval()
     with torch.no_grad():  # spread the codebook so different pixels pick different codes
         vqvae.quantizer.codebook.copy_(torch.randn(16, 4))
-    prior = tiny_prior(scale=2.0)
-    save_vq_weights(str(path), vqvae, IntegerPrior.export(prior), TINY_PRIOR, "tiny", 1, {"metrics": {}})
+    prior = tiny_prior(prior_cfg, scale=2.0)
+    save_vq_weights(str(path), vqvae, IntegerPrior.export(prior), prior_cfg, "tiny", 1, {"metrics": {}})
     return str(path)
 
 
@@ -49,6 +50,13 @@ def tiny_weights(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_codec(tiny_weights) -> VQCodec:
     return VQCodec.from_weights(read_info(tiny_weights))
+
+
+@pytest.fixture(scope="session")
+def tiny_grouped(tmp_path_factory) -> VQCodec:
+    """The tiny VQ codec with a prior that codes each index as one of 4 groups, then its member."""
+    path = save_tiny_vq(tmp_path_factory.mktemp("weights") / "tiny-grouped.safetensors", prior_cfg=TINY_GROUPED_PRIOR)
+    return VQCodec.from_weights(read_info(path))
 
 
 @pytest.fixture(scope="session", params=[2, 4, 8])
@@ -77,10 +85,10 @@ def tiny_baselines(tmp_path_factory) -> dict[str, BaselineCodec]:
     return out
 
 
-@pytest.fixture(params=["vq", "ae", "vae"])
-def any_codec(request, tiny_codec, tiny_baselines) -> Codec:
+@pytest.fixture(params=["vq", "vq-groups", "ae", "vae"])
+def any_codec(request, tiny_codec, tiny_grouped, tiny_baselines) -> Codec:
     """Each tiny codec in turn, for the contracts every codec keeps."""
-    return tiny_codec if request.param == "vq" else tiny_baselines[request.param]
+    return {"vq": tiny_codec, "vq-groups": tiny_grouped, **tiny_baselines}[request.param]
 
 
 @pytest.fixture

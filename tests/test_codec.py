@@ -158,7 +158,7 @@ def test_fuzz_mutations_of_a_valid_file(any_codec, data):
         header, _ = unpack(valid_file)
         w, h = data.draw(st.integers(1, 200)), data.draw(st.integers(1, 200))
         garbage = data.draw(st.binary(max_size=100))
-        buf = bytearray(pack(Header(header.family, header.quality, header.model_id, w, h, "RGB"), garbage))
+        buf = bytearray(pack(dataclasses.replace(header, width=w, height=h, mode="RGB"), garbage))
     decode_or_bitstream_error(any_codec, bytes(buf))
 
 
@@ -179,3 +179,19 @@ def test_a_stripe_height_of_zero_is_refused(tiny_codec):
     header, payload = unpack(tiny_codec.compress(smooth_image(16, 16)))
     with pytest.raises(BitstreamError, match="stripe height 0"):
         tiny_codec.decompress(pack(header, b"\0" + payload[1:]))
+
+
+def test_a_prior_with_groups_writes_format_version_3_and_one_without_keeps_version_2(tiny_codec, tiny_grouped):
+    img = smooth_image(40, 56)
+    grouped = tiny_grouped.compress(img)
+    assert unpack(grouped)[0].version == 3 and unpack(tiny_codec.compress(img))[0].version == 2
+    assert np.array_equal(
+        np.asarray(tiny_grouped.decompress(grouped)), np.asarray(tiny_codec.decompress(tiny_codec.compress(img)))
+    )
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_version_that_does_not_match_the_prior_is_refused(tiny_grouped, version):
+    header, payload = unpack(tiny_grouped.compress(smooth_image(16, 16)))
+    with pytest.raises(BitstreamError, match=f"format version {version} does not match"):
+        tiny_grouped.decompress(pack(dataclasses.replace(header, version=version), payload))

@@ -11,8 +11,8 @@ from vqcodec.models.prior import IntegerPrior, PriorConfig
 from .conftest import tiny_prior
 
 
-def make_prior(scale: float, seed: int = 0, k: int = 16, radius: int = 1) -> IntegerPrior:
-    cfg = PriorConfig(codebook_size=k, radius=radius, hidden=16, layers=1)
+def make_prior(scale: float, seed: int = 0, k: int = 16, radius: int = 1, groups: int = 1) -> IntegerPrior:
+    cfg = PriorConfig(codebook_size=k, radius=radius, hidden=16, layers=1, groups=groups)
     return IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=seed, scale=scale)))
 
 
@@ -49,30 +49,34 @@ def test_wavefront_order_respects_the_causal_window():
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 40), (40, 1), (13, 17)])
 @pytest.mark.parametrize("scale", [0.5, 8.0])
-def test_round_trip(shape, scale):
-    prior = make_prior(scale)
+@pytest.mark.parametrize("groups", [1, 4])
+def test_round_trip(shape, scale, groups):
+    prior = make_prior(scale, groups=groups)
     idx = torch.randint(0, 16, shape, generator=torch.Generator().manual_seed(3))
     data = entropy.encode_grid(prior, idx)
     assert torch.equal(entropy.decode_grid(prior, data, *shape), idx)
 
 
-def test_payload_matches_cross_entropy():
-    prior = make_prior(4.0, k=64, radius=2)
+@pytest.mark.parametrize("groups", [1, 8])
+def test_payload_matches_cross_entropy(groups):
+    prior = make_prior(4.0, k=64, radius=2, groups=groups)
     idx = torch.randint(0, 64, (40, 50), generator=torch.Generator().manual_seed(4))
     bits = entropy.grid_bits(prior, idx)
     payload = 8 * len(entropy.encode_grid(prior, idx))
     assert bits <= payload <= 1.01 * bits + 64
 
 
-def test_encoder_grouping_does_not_change_the_bitstream():
-    prior = make_prior(2.0, k=32, radius=2)
+@pytest.mark.parametrize("groups", [1, 4])
+def test_encoder_grouping_does_not_change_the_bitstream(groups):
+    prior = make_prior(2.0, k=32, radius=2, groups=groups)
     idx = torch.randint(0, 32, (21, 30), generator=torch.Generator().manual_seed(5))
     streams = {entropy.encode_grid(prior, idx, group=g) for g in (1, 3, 64, 10_000)}
     assert len(streams) == 1
 
 
-def test_decoding_is_identical_across_thread_counts():
-    prior = make_prior(2.0, k=32, radius=2)
+@pytest.mark.parametrize("groups", [1, 4])
+def test_decoding_is_identical_across_thread_counts(groups):
+    prior = make_prior(2.0, k=32, radius=2, groups=groups)
     idx = torch.randint(0, 32, (20, 25), generator=torch.Generator().manual_seed(6))
     data = entropy.encode_grid(prior, idx)
     threads = torch.get_num_threads()
@@ -169,8 +173,9 @@ def test_a_kodak_grid_decodes_in_fewer_steps_with_stripes():
 
 
 @pytest.mark.parametrize("stripe_rows", [1, 4, 6, 13, 1000])
-def test_striped_round_trip(stripe_rows):
-    prior = make_prior(4.0, k=32, radius=2)
+@pytest.mark.parametrize("groups", [1, 4])
+def test_striped_round_trip(stripe_rows, groups):
+    prior = make_prior(4.0, k=32, radius=2, groups=groups)
     idx = torch.randint(0, 32, (13, 17), generator=torch.Generator().manual_seed(7))
     data = entropy.encode_grid(prior, idx, stripe_rows=stripe_rows)
     assert torch.equal(entropy.decode_grid(prior, data, 13, 17, stripe_rows), idx)
@@ -185,3 +190,20 @@ def test_stripes_are_coded_as_independent_grids():
     assert entropy.grid_bits(prior, idx, stripe_rows=20) == pytest.approx(entropy.grid_bits(prior, idx))
     # one stripe is version 1's stream, bit for bit
     assert entropy.encode_grid(prior, idx, stripe_rows=20) == entropy.encode_grid(prior, idx)
+
+
+def test_groups_code_each_wavefront_as_groups_then_members():
+    """Format version 3's order, written out by hand with constriction."""
+    prior = make_prior(3.0, k=16, radius=1, groups=4)
+    idx = torch.randint(0, 16, (5, 6), generator=torch.Generator().manual_seed(9))
+    waves, ctx = entropy.Wavefronts(5, 6, 1), entropy.GridContext(5, 6, prior)
+    pos = ctx.positions(waves.rows, waves.cols)
+    ctx.put(pos, idx[waves.rows, waves.cols])
+    encoder, model = constriction.stream.queue.RangeEncoder(), constriction.stream.model.Categorical(perfect=False)
+    for t in range(len(waves)):
+        s = waves.span(t, t + 1)
+        k = idx[waves.rows[s], waves.cols[s]]
+        a = prior.features(ctx.windows(pos[s]))
+        encoder.encode((k // 4).int().numpy(), model, entropy.coder_weights(prior.group_logits(a)))
+        encoder.encode((k % 4).int().numpy(), model, entropy.coder_weights(prior.member_logits(a, k // 4)))
+    assert entropy.encode_grid(prior, idx) == encoder.get_compressed().tobytes()

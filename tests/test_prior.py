@@ -6,6 +6,7 @@ from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig, causa
 from .conftest import TINY_PRIOR, tiny_prior
 
 CFG = PriorConfig(codebook_size=12, radius=2, hidden=24, layers=2)
+GROUPED = PriorConfig(codebook_size=12, radius=2, hidden=24, layers=2, groups=3)
 
 
 def test_causal_window_is_strictly_before_in_raster_and_wavefront_order():
@@ -16,10 +17,11 @@ def test_causal_window_is_strictly_before_in_raster_and_wavefront_order():
         assert len(causal_offsets(r)) == r * (2 * r + 1) + r
 
 
-def test_masked_convolution_is_causal():
+@pytest.mark.parametrize("cfg", [CFG, GROUPED])
+def test_masked_convolution_is_causal(cfg):
     """Changing index i never changes the distribution at any position <= i (raster order)."""
     for quantized in (False, True):
-        prior = tiny_prior(CFG)
+        prior = tiny_prior(cfg)
         prior.quantized = quantized
         g = torch.Generator().manual_seed(0)
         idx = torch.randint(0, 12, (1, 6, 7), generator=g)
@@ -86,14 +88,56 @@ def test_training_reduces_cross_entropy():
 
 
 @pytest.mark.parametrize("batch", [1, 3, 17, 300])
-def test_int8_matrix_products_give_the_float_networks_logits(batch):
-    """The CPU path (int8 x int8 -> int32 products) computes exactly what the float64 path does."""
-    cfg = PriorConfig(codebook_size=40, radius=2, hidden=24, layers=2)
+def test_int8_matrix_products_give_the_float_networks_logits(batch, monkeypatch):
+    """The path of CPUs with VNNI or AMX (int8 x int8 -> int32 products) computes exactly what the
+    float path does; forced here, since this CPU may lack them."""
+    cfg = PriorConfig(codebook_size=40, radius=2, hidden=24, layers=2, groups=5)
+    monkeypatch.setattr("vqcodec.models.prior.int8_matmul_fast", lambda: True)
     fast = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=3, scale=3.0)))
     assert fast._int8 is not None
+    monkeypatch.setattr("vqcodec.models.prior.int8_matmul_fast", lambda: False)
     reference = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=3, scale=3.0)))
-    reference._int8 = None
+    assert reference._int8 is None
     ctx = torch.randint(0, 41, (batch, len(causal_offsets(2))), generator=torch.Generator().manual_seed(batch))
+    groups = torch.randint(0, 5, (batch,), generator=torch.Generator().manual_seed(batch))
     with torch.inference_mode():
+        a, b = fast.features(ctx), reference.features(ctx)
         assert torch.equal(fast.logits(ctx), reference.logits(ctx))
+        assert torch.equal(fast.group_logits(a), reference.group_logits(b))
+        assert torch.equal(fast.member_logits(a, groups), reference.member_logits(b, groups))
         assert reference.logits(ctx).abs().max() > 16  # not all zero
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_a_prior_with_groups_is_a_distribution_over_the_codebook(quantized):
+    prior = tiny_prior(GROUPED, scale=3.0)
+    prior.quantized = quantized
+    idx = torch.randint(0, 12, (2, 5, 6), generator=torch.Generator().manual_seed(4))
+    log_p = prior(idx)
+    assert log_p.shape == (2, 5, 6, 12)
+    assert torch.allclose(log_p.logsumexp(-1), torch.zeros(2, 5, 6), atol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [1, 5, 0])
+def test_groups_must_divide_the_codebook(groups):
+    if groups == 1:
+        assert PriorConfig(codebook_size=12, groups=groups).members == 12
+        return
+    with pytest.raises(ValueError, match="must divide"):
+        PriorConfig(codebook_size=12, groups=groups)
+
+
+def test_integer_group_and_member_logits_match_the_quantization_aware_float_model():
+    prior = tiny_prior(GROUPED, scale=3.0)
+    idx = torch.randint(0, 12, (2, 9, 11), generator=torch.Generator().manual_seed(1))
+    exact = IntegerPrior(GROUPED, IntegerPrior.export(prior))
+    a = exact.features(prior.context(idx).reshape(-1, len(causal_offsets(2))))
+    with torch.no_grad():
+        h = prior.features(prior.context(idx)).reshape(-1, 24)
+        float_groups = prior._logits(prior.group_out, h) * 16
+        float_members = prior._logits(prior.out, h).view(-1, 3, 4) * 16
+    groups = idx.reshape(-1) // 4
+    int_members = exact.member_logits(a, groups)
+    assert int_members.dtype == torch.int32 and int_members.shape == (len(groups), 4)
+    assert (float_groups - exact.group_logits(a)).abs().max() <= 1
+    assert (float_members[torch.arange(len(groups)), groups] - int_members).abs().max() <= 1

@@ -120,6 +120,19 @@ def test_vqvae_then_prior_then_export(folders, tmp_path):
     assert codec.decompress(codec.compress(img)).size == (20, 20)
 
 
+def test_a_prior_with_groups_trains_and_exports_a_codec_that_writes_version_3(folders, tmp_path):
+    train_vqvae(TINY_VQVAE, config(folders, tmp_path / "vq", 2))
+    prior_cfg = PriorConfig(codebook_size=TINY_VQVAE.codebook_size, radius=1, hidden=8, layers=1, groups=4)
+    prior_train = config(folders, tmp_path / "prior", 2)
+    prior_train.crop = 8
+    train_prior(load_vqvae(tmp_path / "vq"), prior_cfg, prior_train, qat_fraction=0.5)
+    info = export_codec(str(tmp_path / "vq"), str(tmp_path / "prior"), "tiny", 2, str(tmp_path / "g.st"), None)
+    assert info.meta["prior_config"]["groups"] == 4
+    codec = VQCodec.from_weights(info)
+    data = codec.compress(smooth_image(24, 24))
+    assert data[3] == 3 and codec.decompress(data).size == (24, 24)
+
+
 def test_a_new_level_starts_from_a_trained_one(folders, tmp_path):
     """Another factor and codebook size: shared layers copied, the codebook re-initialized."""
     train_vqvae(TINY_VQVAE, config(folders, tmp_path / "four", 2))

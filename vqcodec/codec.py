@@ -32,7 +32,7 @@ from PIL import Image
 
 from vqcodec import entropy
 from vqcodec.errors import BitstreamError, ModelError
-from vqcodec.format import VERSION, Header, pack, read_varint, unpack, varint
+from vqcodec.format import Header, pack, read_varint, unpack, varint
 from vqcodec.hardware import bf16_supported
 from vqcodec.images import ImageLike, prepare
 from vqcodec.models.ae import (
@@ -122,6 +122,7 @@ class Codec:
 
     family: str
     multiple: int
+    format_version = 2  # the .vqc version this codec's files have
 
     def __init__(self, info: WeightsInfo, device: torch.device):
         self.info, self.device = info, device
@@ -130,7 +131,9 @@ class Codec:
         """Encode an image (PIL image, path or uint8 array) into .vqc bytes."""
         rgb, mode = prepare(image)
         payload = self.encode(pixels(rgb, self.multiple))
-        header = Header(self.family, self.info.quality, self.info.model_id, rgb.width, rgb.height, mode)
+        header = Header(
+            self.family, self.info.quality, self.info.model_id, rgb.width, rgb.height, mode, version=self.format_version
+        )
         return pack(header, payload)
 
     def decompress(self, data: bytes, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
@@ -153,7 +156,7 @@ class Codec:
     def encode(self, x: torch.Tensor) -> bytes:
         raise NotImplementedError
 
-    def decode(self, payload: bytes, height: int, width: int, version: int = VERSION) -> torch.Tensor:
+    def decode(self, payload: bytes, height: int, width: int, version: int) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -170,6 +173,7 @@ class VQCodec(Codec):
         # about 1.5-2x as fast on a CPU; decoded pixels within a level or two of float32, and
         # about 1% of the encoder's indices differ (same rate and PSNR; measured in README)
         self.bf16 = bf16_supported(device)
+        self.format_version = 3 if prior.cfg.groups > 1 else 2
 
     @classmethod
     def from_weights(cls, info: WeightsInfo, device: str | torch.device = "cpu") -> VQCodec:
@@ -193,12 +197,15 @@ class VQCodec(Codec):
         """Padded pixels -> payload: the stripe height (varint), then the range-coded index grid."""
         return varint(self.stripe_rows) + entropy.encode_grid(self.prior, self.indices(x), stripe_rows=self.stripe_rows)
 
-    def decode(self, payload: bytes, height: int, width: int, version: int = VERSION) -> torch.Tensor:
+    def decode(self, payload: bytes, height: int, width: int, version: int) -> torch.Tensor:
         f = self.multiple
         return self.pixels(self.read(payload, height // f, width // f, version))
 
-    def read(self, payload: bytes, rows: int, cols: int, version: int = VERSION) -> torch.Tensor:
-        """Payload -> (rows, cols) index grid. Version 1 coded the grid as one stripe."""
+    def read(self, payload: bytes, rows: int, cols: int, version: int) -> torch.Tensor:
+        """Payload -> (rows, cols) index grid. Version 1 coded the grid as one stripe; version 3
+        codes each index as group and member, and only a prior with groups writes it."""
+        if (version >= 3) != (self.prior.cfg.groups > 1):
+            raise BitstreamError(f"corrupt file: format version {version} does not match the model's prior")
         stripe_rows = None
         if version >= 2:
             stripe_rows, start = read_varint(payload, 0, "stripe height")
@@ -332,7 +339,7 @@ class BaselineCodec(Codec):
         return z_hat, self.y_tables.clamp(torch.round(y), table), table
 
     # --- decompress -----------------------------------------------------------------
-    def decode(self, payload: bytes, height: int, width: int, version: int = VERSION) -> torch.Tensor:
+    def decode(self, payload: bytes, height: int, width: int, version: int) -> torch.Tensor:
         return self.reconstruct(self.read(payload, height, width)[1])  # the same payload in versions 1 and 2
 
     def read(self, payload: bytes, height: int, width: int) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:

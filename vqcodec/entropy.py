@@ -178,7 +178,18 @@ def encode_grid(prior: IntegerPrior, idx: torch.Tensor, group: int = 64, stripe_
     with one_thread(), torch.inference_mode():
         for first in range(0, len(waves), group):
             s = waves.span(first, first + group)
-            encoder.encode(symbols[s], model, coder_weights(prior.logits(ctx.windows(pos[s]))))
+            if prior.cfg.groups == 1:
+                encoder.encode(symbols[s], model, coder_weights(prior.logits(ctx.windows(pos[s]))))
+                continue
+            # format version 3: each wavefront's groups, then its members, as the decoder needs them
+            a = prior.features(ctx.windows(pos[s]))
+            g, m = np.divmod(symbols[s], prior.cfg.members)
+            g_weights = coder_weights(prior.group_logits(a))
+            m_weights = coder_weights(prior.member_logits(a, torch.from_numpy(g.astype(np.int64)).to(prior.device)))
+            for t in range(first, min(first + group, len(waves))):
+                w = slice(waves.starts[t] - s.start, waves.starts[t + 1] - s.start)
+                encoder.encode(g[w], model, g_weights[w])
+                encoder.encode(m[w], model, m_weights[w])
     return encoder.get_compressed().tobytes()
 
 
@@ -194,15 +205,23 @@ def decode_grid(
     pos = ctx.positions(waves.rows, waves.cols)
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype=np.uint32).copy())
     model = constriction.stream.model.Categorical(perfect=False)
+
+    def decode(weights: np.ndarray, t: int) -> torch.Tensor:
+        try:
+            symbols = decoder.decode(model, weights)
+        except Exception as e:  # constriction reports invalid data as AssertionError or ValueError
+            raise BitstreamError(f"corrupt payload: the range decoder failed at wavefront {t} ({e})") from e
+        return torch.from_numpy(symbols.astype(np.int64)).to(prior.device)
+
     with one_thread(), torch.inference_mode():
         for t in range(len(waves)):
             p = pos[waves.span(t, t + 1)]
-            weights = coder_weights(prior.logits(ctx.windows(p)))
-            try:
-                symbols = decoder.decode(model, weights)
-            except Exception as e:  # constriction reports invalid data as AssertionError or ValueError
-                raise BitstreamError(f"corrupt payload: the range decoder failed at wavefront {t} ({e})") from e
-            ctx.put(p, torch.from_numpy(symbols.astype(np.int64)).to(prior.device))
+            if prior.cfg.groups == 1:
+                ctx.put(p, decode(coder_weights(prior.logits(ctx.windows(p))), t))
+                continue
+            a = prior.features(ctx.windows(p))
+            g = decode(coder_weights(prior.group_logits(a)), t)
+            ctx.put(p, g * prior.cfg.members + decode(coder_weights(prior.member_logits(a, g)), t))
     return ctx.indices.clone()
 
 
@@ -218,9 +237,15 @@ def grid_bits(prior: IntegerPrior, idx: torch.Tensor, stripe_rows: int | None = 
     total = 0.0
     with torch.inference_mode():
         for s in range(0, h * w, 65536):
-            freq = frequencies(prior.logits(ctx.windows(pos[s : s + 65536])))
-            picked = np.take_along_axis(freq, symbols[s : s + 65536, None].numpy(), 1)
-            total += float((FREQ_BITS - np.log2(picked)).sum())
+            windows, k = ctx.windows(pos[s : s + 65536]), symbols[s : s + 65536].to(prior.device)
+            if prior.cfg.groups == 1:
+                coded = [(prior.logits(windows), k)]
+            else:
+                a, g, m = prior.features(windows), k // prior.cfg.members, k % prior.cfg.members
+                coded = [(prior.group_logits(a), g), (prior.member_logits(a, g), m)]
+            for logits, symbol in coded:
+                picked = np.take_along_axis(frequencies(logits), symbol[:, None].cpu().numpy(), 1)
+                total += float((FREQ_BITS - np.log2(picked)).sum())
     return total
 
 

@@ -4,7 +4,7 @@ Layout (all integers little-endian; "varint" is LEB128, at most 5 bytes):
 
     offset  size  field
     0       3     magic b"VQC"
-    3       1     format version (this module writes VERSION and reads 1..VERSION)
+    3       1     format version (this module reads 1..VERSION)
     4       1     codec family (1 = vq, 2 = ae, 3 = vae)
     5       1     quality level
     6       4     model id: first 4 bytes of the SHA-256 of the model's tensors
@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from vqcodec.errors import BitstreamError
 
 MAGIC = b"VQC"
-VERSION = 2  # 2: the vq payload codes its index grid in independent stripes (see docs/FORMAT.md)
+# 2: the vq payload codes its index grid in independent stripes; 3: each index as its group, then
+# its member (a prior with groups; see docs/FORMAT.md). Files are written with the lowest version
+# that describes them, so a file that an older release can read stays readable there.
+VERSION = 3
 MODES = ("RGB", "L")
 FAMILIES = {1: "vq", 2: "ae", 3: "vae"}
 MAX_DIMENSION = (1 << 31) - 1

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqcodec.hardware import int8_matmul_fast
+
 ACT_BITS = 5  # activations are integers 0..255 at scale 2**-5
 ACT_MAX = 255
 TABLE_BITS = 12  # first-layer table entries at scale 2**-12
@@ -41,6 +43,16 @@ class PriorConfig:
     radius: int = 2
     hidden: int = 128
     layers: int = 2
+    groups: int = 1  # > 1: each index k is coded as its group k // (K / groups), then its member k % (K / groups)
+
+    def __post_init__(self) -> None:
+        if self.groups < 1 or self.codebook_size % self.groups:
+            raise ValueError(f"groups ({self.groups}) must divide the codebook size ({self.codebook_size})")
+
+    @property
+    def members(self) -> int:
+        """Indices per group (the codebook size when there is one group)."""
+        return self.codebook_size // self.groups
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,7 +76,14 @@ def weight_shifts(w: torch.Tensor) -> torch.Tensor:
 
 
 class PixelCNNPrior(nn.Module):
-    """Logits of p(index_i | indices before i) for every position of (B, H, W) grids."""
+    """Logits of p(index_i | indices before i) for every position of (B, H, W) grids.
+
+    With ``groups`` G > 1 the distribution is factored as p(group) p(member | group): one head
+    of G logits, and the K logits of the output layer normalised within each group of K / G.
+    The factorisation is exact (the chain rule), and the coder then builds two tables of G and
+    K / G entries per index instead of one of K: the per-index work of coding falls from K to
+    about 2 sqrt(K).
+    """
 
     def __init__(self, cfg: PriorConfig):
         super().__init__()
@@ -75,6 +94,7 @@ class PixelCNNPrior(nn.Module):
         self.bias = nn.Parameter(torch.zeros(cfg.hidden))
         self.hidden = nn.ModuleList(nn.Linear(cfg.hidden, cfg.hidden) for _ in range(cfg.layers))
         self.out = nn.Linear(cfg.hidden, k)
+        self.group_out = nn.Linear(cfg.hidden, cfg.groups) if cfg.groups > 1 else None
         self.quantized = False
 
     def context(self, idx: torch.Tensor) -> torch.Tensor:
@@ -114,12 +134,19 @@ class PixelCNNPrior(nn.Module):
             a = self._act(self._linear(layer, a))
         return a
 
+    def _logits(self, layer: nn.Linear, a: torch.Tensor) -> torch.Tensor:
+        logits = self._linear(layer, a)
+        return round_ste(logits * 2**LOGIT_BITS) / 2**LOGIT_BITS if self.quantized else logits
+
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """(B, H, W) int64 -> logits (B, H, W, K)."""
-        logits = self._linear(self.out, self.features(self.context(idx)))
-        if self.quantized:
-            logits = round_ste(logits * 2**LOGIT_BITS) / 2**LOGIT_BITS
-        return logits
+        """(B, H, W) int64 -> logits (B, H, W, K); with groups, the log-probabilities
+        log p(group) + log p(member | group), which are logits of the same distribution."""
+        a = self.features(self.context(idx))
+        logits = self._logits(self.out, a)
+        if self.group_out is None:
+            return logits
+        members = logits.unflatten(-1, (self.cfg.groups, self.cfg.members)).log_softmax(-1)
+        return (members + self._logits(self.group_out, a).log_softmax(-1)[..., None]).flatten(-2)
 
     def bits(self, idx: torch.Tensor) -> torch.Tensor:
         """Total cross-entropy in bits of the grids ``idx`` under the prior."""
@@ -151,21 +178,21 @@ class IntegerPrior:
         first_shift = TABLE_BITS - ACT_BITS
         # (table, bias + rounding half, 2**-shift) of the first layer, then (weights (in, out), bias + half, 2**-shift)
         self._first = (t["table"], t["bias"] + (1 << (first_shift - 1)), torch.tensor(2.0**-first_shift))
-        names = [str(n) for n in range(cfg.layers)] + ["_out"]
-        extra = [0] * cfg.layers + [ACT_BITS - LOGIT_BITS]  # the logits keep LOGIT_BITS fractional bits
+        names = output_names(cfg)
+        extra = [0] * cfg.layers + [ACT_BITS - LOGIT_BITS] * (len(names) - cfg.layers)  # logits keep LOGIT_BITS
         # (weights (in, out), bias + rounding half, shift) of each 1x1 layer: out = (a @ w + b) >> shift
         integer = [
             (t[f"w{n}"].t().contiguous(), t[f"b{n}"] + (1 << (t[f"k{n}"] + e - 1)), t[f"k{n}"] + e)
             for n, e in zip(names, extra, strict=True)
         ]
         self._layers = [(w, b, 2.0 ** (-shift.double())) for w, b, shift in integer]
-        # On a CPU the same layers run as int8 x int8 -> int32 matrix products (VNNI: several times
-        # faster than float32, and exact by construction); activations 0..255 enter shifted by
-        # -128, which the bias makes up for: a @ w + b = (a - 128) @ w + (b + 128 * column sums).
+        # On a CPU with VNNI or AMX the same layers run as int8 x int8 -> int32 matrix products
+        # (several times faster than float32, and exact by construction); activations 0..255 enter
+        # shifted by -128, which the bias makes up for: a @ w + b = (a - 128) @ w + (b + 128 * column sums).
         self._int8 = None
         shifted = [(w, b + 128 * w.sum(0), shift) for w, b, shift in integer]
         fits = all(int(b.abs().max()) + 128 * WEIGHT_MAX * w.shape[0] < 2**31 for w, b, _ in shifted)
-        if self.device.type == "cpu" and hasattr(torch, "_int_mm") and fits:
+        if self.device.type == "cpu" and fits and int8_matmul_fast():
             self._int8 = [(w.to(torch.int8), b.to(torch.int32), shift.to(torch.int32)) for w, b, shift in shifted]
         bound = int(t["table"].abs().amax()) * n_off + int(self._first[1].abs().amax())
         for w, b, _ in self._layers:
@@ -188,8 +215,8 @@ class IntegerPrior:
             "table": table.to(torch.int16 if fits else torch.int32),
             "bias": torch.floor(model.bias.detach() * 2**TABLE_BITS + 0.5).to(torch.int32),
         }
-        names = [str(n) for n in range(model.cfg.layers)] + ["_out"]
-        for name, layer in zip(names, [*model.hidden, model.out], strict=True):
+        layers = [*model.hidden, model.out] + ([model.group_out] if model.group_out is not None else [])
+        for name, layer in zip(output_names(model.cfg), layers, strict=True):
             k = weight_shifts(layer.weight)
             out[f"w{name}"] = torch.floor(layer.weight.detach() * 2 ** k[:, None] + 0.5).to(torch.int8)
             out[f"b{name}"] = torch.floor(layer.bias.detach() * 2 ** (k + ACT_BITS) + 0.5).to(torch.int64)
@@ -207,20 +234,52 @@ class IntegerPrior:
         if dtype not in self._cache:
             first = tuple(x.to(dtype) for x in self._first)
             layers = [tuple(x.to(dtype) for x in layer) for layer in self._layers]
-            self._cache[dtype] = (first, layers)
+            # the output layer as (G, in, K / G) weights and (G, K / G) biases and scales, gathered by group
+            w, b, scale = layers[self.cfg.layers]
+            g, n = self.cfg.groups, self.cfg.members
+            members = (w.view(-1, g, n).permute(1, 0, 2).contiguous(), b.view(g, n), scale.view(g, n))
+            self._cache[dtype] = (first, layers, members)
         return self._cache[dtype]
 
-    def logits(self, ctx: torch.Tensor) -> torch.Tensor:
-        """Causal-window indices (N, n_offsets) -> int32 logits (N, K) at scale 2**-LOGIT_BITS."""
-        (table, bias, scale), layers = self._tensors(self._exact_dtype())
+    def features(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Causal-window indices (N, n_offsets) -> last hidden activations (N, hidden): integers
+        0..255 in the exact float type, or as int8 shifted by -128 where the products are int8."""
+        (table, bias, scale), layers, _ = self._tensors(self._exact_dtype())
         a = torch.floor((F.embedding_bag(ctx + self.offsets, table, mode="sum") + bias) * scale).clamp_(0, ACT_MAX)
         if self._int8 is not None:
             a = (a - 128).to(torch.int8)
-            for w, b, shift in self._int8[:-1]:
+            for w, b, shift in self._int8[: self.cfg.layers]:
                 a = ((torch._int_mm(a, w) + b) >> shift).clamp_(0, ACT_MAX).sub_(128).to(torch.int8)
-            w, b, shift = self._int8[-1]
-            return (torch._int_mm(a, w) + b) >> shift
-        for w, b, scale in layers[:-1]:
+            return a
+        for w, b, scale in layers[: self.cfg.layers]:
             a = torch.floor(torch.addmm(b, a, w) * scale).clamp_(0, ACT_MAX)
-        w, b, scale = layers[-1]
+        return a
+
+    def _output(self, a: torch.Tensor, layer: int) -> torch.Tensor:
+        if self._int8 is not None:
+            w, b, shift = self._int8[layer]
+            return (torch._int_mm(a, w) + b) >> shift
+        w, b, scale = self._tensors(a.dtype)[1][layer]
         return torch.floor(torch.addmm(b, a, w) * scale).to(torch.int32)
+
+    def logits(self, ctx: torch.Tensor) -> torch.Tensor:
+        """Causal-window indices (N, n_offsets) -> int32 logits (N, K) at scale 2**-LOGIT_BITS
+        (a prior with one group)."""
+        return self._output(self.features(ctx), self.cfg.layers)
+
+    def group_logits(self, a: torch.Tensor) -> torch.Tensor:
+        """Hidden activations (N, hidden) -> int32 logits (N, G) of the index's group."""
+        return self._output(a, self.cfg.layers + 1)
+
+    def member_logits(self, a: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        """Hidden activations (N, hidden) and each index's group (N,) -> int32 logits (N, K / G)
+        of its member: the output layer's rows of that group (exact in the float type, as above)."""
+        dtype = self._exact_dtype()
+        w, b, scale = self._tensors(dtype)[2]
+        a = a.to(dtype) + 128 if a.dtype == torch.int8 else a
+        return torch.floor((torch.bmm(a[:, None, :], w[groups])[:, 0] + b[groups]) * scale[groups]).to(torch.int32)
+
+
+def output_names(cfg: PriorConfig) -> list[str]:
+    """Names of the 1x1 layers' tensors in an exported prior: the hidden layers, the output, the group head."""
+    return [str(n) for n in range(cfg.layers)] + ["_out"] + (["_group"] if cfg.groups > 1 else [])
