@@ -8,12 +8,14 @@ reported, so the ratios are fair on a shared machine. CompressAI is optional
 times the same as trained weights. Also reports the time of each stage, the same stages as
 version 0.1 ran them (one stripe, float prior, float32 decoder), the rate change of the
 stripes, the bfloat16 decoder's pixel differences from float32, (--levels) every level's
-decode time and (--sizes) how decode time grows with image size.
+decode time, (--groups) the prior + range decode time of each level's prior against a prior of
+the same size with groups (format version 3), and (--sizes) how decode time grows with image size.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.abc
 import importlib.machinery
 import statistics
@@ -31,6 +33,7 @@ from vqcodec import entropy
 from vqcodec.codec import pixels
 from vqcodec.data import image_files, load_rgb
 from vqcodec.evaluation import psnr
+from vqcodec.models.prior import IntegerPrior, PixelCNNPrior
 from vqcodec.zoo import levels
 
 KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kodak"
@@ -129,6 +132,30 @@ def time_vqcodec(codec, img: Image.Image) -> tuple[float, float]:
     return mid - start, time.perf_counter() - mid
 
 
+def sqrt_groups(k: int) -> int:
+    """The power of two nearest sqrt(K): groups and members of about the same size."""
+    return 1 << round(np.log2(k) / 2)
+
+
+def grouped_decode_times(codec, images: list[Image.Image]) -> tuple[int, float, float]:
+    """(groups, median prior + range decode seconds of the level's prior, of a prior of the same
+    size with groups), side by side; the grouped prior has random weights, which time the same."""
+    cfg = dataclasses.replace(codec.prior.cfg, groups=sqrt_groups(codec.prior.cfg.codebook_size))
+    torch.manual_seed(0)
+    model = PixelCNNPrior(cfg)
+    model.quantized = True
+    grouped = IntegerPrior(cfg, IntegerPrior.export(model), codec.device)
+    times: dict[int, list[float]] = {1: [], cfg.groups: []}
+    for img in images:
+        idx = codec.analyze(img)
+        for prior in (codec.prior, grouped):
+            data = entropy.encode_grid(prior, idx, stripe_rows=codec.stripe_rows)
+            start = time.perf_counter()
+            entropy.decode_grid(prior, data, *idx.shape, codec.stripe_rows)
+            times[prior.cfg.groups].append(time.perf_counter() - start)
+    return cfg.groups, statistics.median(times[1]), statistics.median(times[cfg.groups])
+
+
 def fidelity(codec, img: Image.Image) -> dict[str, float]:
     """The bfloat16 decoder against float32 on one image: pixel differences and PSNR of each."""
     idx = codec.analyze(img)
@@ -156,6 +183,7 @@ def main() -> None:
     ap.add_argument("--model", default="vq")
     ap.add_argument("--quality", type=int, default=None)
     ap.add_argument("--levels", action="store_true", help="also time decoding at every level of the model")
+    ap.add_argument("--groups", action="store_true", help="also time priors with groups (format version 3)")
     ap.add_argument("--no-compressai", action="store_true")
     ap.add_argument("--sizes", action="store_true", help="decode time vs image size, 256^2..2048^2")
     args = ap.parse_args()
@@ -220,6 +248,14 @@ def main() -> None:
         for info in levels(args.model):
             level = vqcodec.load_codec(args.model, info.quality, args.device)
             print(f"  q{info.quality}: {statistics.median(time_vqcodec(level, img)[1] for img in images):.3f}")
+
+    if args.groups:
+        print("\nprior + range decode seconds (median over the images), the level's prior against one with groups:")
+        for info in levels(args.model) if args.levels else [codec.info]:
+            level = vqcodec.load_codec(args.model, info.quality, args.device)
+            g, flat, grouped = grouped_decode_times(level, images)
+            k = level.prior.cfg.codebook_size
+            print(f"  q{info.quality} (K={k}): one table {flat:.3f}, {g} groups {grouped:.3f} ({grouped / flat:.2f}x)")
 
     if args.sizes:
         print("\ndecode time vs size (Kodak image 1 tiled/cropped):")

@@ -6,7 +6,7 @@ from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig, causa
 from .conftest import TINY_PRIOR, tiny_prior
 
 CFG = PriorConfig(codebook_size=12, radius=2, hidden=24, layers=2)
-GROUPED = PriorConfig(codebook_size=12, radius=2, hidden=24, layers=2, groups=3)
+GROUPED = PriorConfig(codebook_size=12, radius=2, hidden=24, layers=2, groups=4)
 
 
 def test_causal_window_is_strictly_before_in_raster_and_wavefront_order():
@@ -91,7 +91,7 @@ def test_training_reduces_cross_entropy():
 def test_int8_matrix_products_give_the_float_networks_logits(batch, monkeypatch):
     """The path of CPUs with VNNI or AMX (int8 x int8 -> int32 products) computes exactly what the
     float path does; forced here, since this CPU may lack them."""
-    cfg = PriorConfig(codebook_size=40, radius=2, hidden=24, layers=2, groups=5)
+    cfg = PriorConfig(codebook_size=40, radius=2, hidden=24, layers=2, groups=8)
     monkeypatch.setattr("vqcodec.models.prior.int8_matmul_fast", lambda: True)
     fast = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=3, scale=3.0)))
     assert fast._int8 is not None
@@ -99,7 +99,7 @@ def test_int8_matrix_products_give_the_float_networks_logits(batch, monkeypatch)
     reference = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=3, scale=3.0)))
     assert reference._int8 is None
     ctx = torch.randint(0, 41, (batch, len(causal_offsets(2))), generator=torch.Generator().manual_seed(batch))
-    groups = torch.randint(0, 5, (batch,), generator=torch.Generator().manual_seed(batch))
+    groups = torch.randint(0, 8, (batch,), generator=torch.Generator().manual_seed(batch))
     with torch.inference_mode():
         a, b = fast.features(ctx), reference.features(ctx)
         assert torch.equal(fast.logits(ctx), reference.logits(ctx))
@@ -118,12 +118,12 @@ def test_a_prior_with_groups_is_a_distribution_over_the_codebook(quantized):
     assert torch.allclose(log_p.logsumexp(-1), torch.zeros(2, 5, 6), atol=1e-5)
 
 
-@pytest.mark.parametrize("groups", [1, 5, 0])
+@pytest.mark.parametrize("groups", [1, 5, 0, 8])
 def test_groups_must_divide_the_codebook(groups):
     if groups == 1:
         assert PriorConfig(codebook_size=12, groups=groups).members == 12
         return
-    with pytest.raises(ValueError, match="must divide"):
+    with pytest.raises(ValueError, match="power of two that divides"):
         PriorConfig(codebook_size=12, groups=groups)
 
 
@@ -135,9 +135,22 @@ def test_integer_group_and_member_logits_match_the_quantization_aware_float_mode
     with torch.no_grad():
         h = prior.features(prior.context(idx)).reshape(-1, 24)
         float_groups = prior._logits(prior.group_out, h) * 16
-        float_members = prior._logits(prior.out, h).view(-1, 3, 4) * 16
-    groups = idx.reshape(-1) // 4
+        float_members = prior._logits(prior.out, h).view(-1, 4, 3) * 16
+    groups = idx.reshape(-1) // 3
     int_members = exact.member_logits(a, groups)
-    assert int_members.dtype == torch.int32 and int_members.shape == (len(groups), 4)
+    assert int_members.dtype == torch.int32 and int_members.shape == (len(groups), 3)
     assert (float_groups - exact.group_logits(a)).abs().max() <= 1
     assert (float_members[torch.arange(len(groups)), groups] - int_members).abs().max() <= 1
+
+
+def test_a_code_order_changes_which_codes_share_a_group_not_the_network():
+    plain, ordered = tiny_prior(GROUPED, scale=3.0), tiny_prior(GROUPED, scale=3.0)
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(5))
+    ordered.set_code_order(order)
+    idx = torch.randint(0, 12, (1, 4, 5), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        assert torch.allclose(ordered(idx)[..., order], plain(idx))
+    exact = IntegerPrior(GROUPED, IntegerPrior.export(ordered))
+    groups, members = exact.split(torch.arange(12))
+    assert torch.equal(exact.join(groups, members), torch.arange(12))
+    assert torch.equal(groups * 3 + members, torch.argsort(order))

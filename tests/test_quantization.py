@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from vqcodec.models.vqvae import VQVAE
-from vqcodec.quantization import VectorQuantizer, kmeans, nearest_codebook, usage_stats
+from vqcodec.quantization import VectorQuantizer, grouped_order, kmeans, nearest_codebook, usage_stats
 
 from .conftest import TINY_VQVAE
 
@@ -89,3 +89,21 @@ def test_cuda_quantization_gives_cpu_indices():
     cpu = nearest_codebook(z, codebook)
     gpu = nearest_codebook(z.cuda(), codebook.cuda()).cpu()
     assert (cpu == gpu).float().mean() > 0.999  # only exact distance ties may differ
+
+
+def test_grouped_order_puts_each_cluster_of_codes_in_one_group():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 6, generator=g) * 10
+    codebook = (centers.repeat_interleave(8, 0) + 0.1 * torch.randn(32, 6, generator=g))[
+        torch.randperm(32, generator=g)
+    ]
+    order = grouped_order(codebook, 4)
+    assert torch.equal(order.sort().values, torch.arange(32))
+    cluster = torch.cdist(codebook, centers).argmin(1)
+    assert all(len(set(cluster[run].tolist())) == 1 for run in order.view(4, 8))
+
+
+@pytest.mark.parametrize("groups", [3, 64])
+def test_grouped_order_needs_a_power_of_two_that_divides_the_codebook(groups):
+    with pytest.raises(ValueError, match="power of two"):
+        grouped_order(torch.randn(32, 4), groups)

@@ -12,6 +12,8 @@ Symbols are coded in wavefront order t = (R+1)*i + j (ties by row), the order in
 decoder can recover them in batches: all positions of one wavefront depend only on earlier
 wavefronts. Format version 2 cuts the grid into stripes coded independently and in lockstep,
 so a 768x512 image decodes in about half the steps for a small rate cost (docs/FORMAT.md).
+Format version 3 (a prior with groups) codes each index as its group, then its member: two
+tables of about sqrt(K) entries per index instead of one of K.
 The encoder may evaluate the prior on any grouping of wavefronts: the integer prior gives the
 same numbers whatever the batch.
 """
@@ -183,9 +185,9 @@ def encode_grid(prior: IntegerPrior, idx: torch.Tensor, group: int = 64, stripe_
                 continue
             # format version 3: each wavefront's groups, then its members, as the decoder needs them
             a = prior.features(ctx.windows(pos[s]))
-            g, m = np.divmod(symbols[s], prior.cfg.members)
-            g_weights = coder_weights(prior.group_logits(a))
-            m_weights = coder_weights(prior.member_logits(a, torch.from_numpy(g.astype(np.int64)).to(prior.device)))
+            g, m = prior.split(torch.from_numpy(symbols[s].astype(np.int64)).to(prior.device))
+            g_weights, m_weights = coder_weights(prior.group_logits(a)), coder_weights(prior.member_logits(a, g))
+            g, m = g.cpu().numpy().astype(np.int32), m.cpu().numpy().astype(np.int32)
             for t in range(first, min(first + group, len(waves))):
                 w = slice(waves.starts[t] - s.start, waves.starts[t + 1] - s.start)
                 encoder.encode(g[w], model, g_weights[w])
@@ -221,7 +223,7 @@ def decode_grid(
                 continue
             a = prior.features(ctx.windows(p))
             g = decode(coder_weights(prior.group_logits(a)), t)
-            ctx.put(p, g * prior.cfg.members + decode(coder_weights(prior.member_logits(a, g)), t))
+            ctx.put(p, prior.join(g, decode(coder_weights(prior.member_logits(a, g)), t)))
     return ctx.indices.clone()
 
 
@@ -241,7 +243,7 @@ def grid_bits(prior: IntegerPrior, idx: torch.Tensor, stripe_rows: int | None = 
             if prior.cfg.groups == 1:
                 coded = [(prior.logits(windows), k)]
             else:
-                a, g, m = prior.features(windows), k // prior.cfg.members, k % prior.cfg.members
+                a, (g, m) = prior.features(windows), prior.split(k)
                 coded = [(prior.group_logits(a), g), (prior.member_logits(a, g), m)]
             for logits, symbol in coded:
                 picked = np.take_along_axis(frequencies(logits), symbol[:, None].cpu().numpy(), 1)

@@ -68,6 +68,30 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 10, seed: int = 0) -> torch.Ten
     return centers
 
 
+def grouped_order(codebook: torch.Tensor, groups: int) -> torch.Tensor:
+    """A permutation of the codebook's rows that puts similar codes together in ``groups`` runs
+    of equal size: a balanced k-d split, halving every run at the median of its principal
+    direction until there are ``groups`` runs (a power of two that divides the codebook size).
+
+    A prior with groups (``PriorConfig.groups``) codes an index as its run, then its place in
+    the run: with similar codes in a run, the first symbol says roughly what the latent looks
+    like and the second refines it, which a small network predicts better than arbitrary sets.
+    """
+    if groups & (groups - 1) or len(codebook) % groups:
+        raise ValueError(f"groups ({groups}) must be a power of two that divides the codebook size ({len(codebook)})")
+    runs = [torch.arange(len(codebook))]
+    while len(runs) < groups:
+        halves = []
+        for run in runs:
+            x = codebook[run].double()
+            x = x - x.mean(0)
+            direction = torch.linalg.svd(x, full_matrices=False).Vh[0]
+            ranked = run[torch.argsort(x @ direction, stable=True)]
+            halves += [ranked[: len(run) // 2], ranked[len(run) // 2 :]]
+        runs = halves
+    return torch.cat(runs)
+
+
 class VectorQuantizer(nn.Module):
     """EMA codebook of ``size`` vectors of dimension ``dim`` with dead-code restart."""
 

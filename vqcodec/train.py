@@ -32,7 +32,7 @@ from vqcodec.hardware import bf16_supported
 from vqcodec.models.ae import AEConfig, FactorizedAE, HyperpriorVAE, level_model, make_model
 from vqcodec.models.prior import PixelCNNPrior, PriorConfig, cross_entropy_bits
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
-from vqcodec.quantization import usage_stats
+from vqcodec.quantization import grouped_order, usage_stats
 
 CHECKPOINT = "checkpoint.pt"  # in every run directory
 
@@ -539,6 +539,8 @@ def train_prior(vqvae: VQVAE, prior_cfg: PriorConfig, cfg: TrainConfig, qat_frac
     """
     seed_everything(cfg)
     prior = PixelCNNPrior(prior_cfg).train()
+    if prior_cfg.groups > 1:
+        prior.set_code_order(grouped_order(vqvae.quantizer.codebook.detach().cpu(), prior_cfg.groups))
     run = Run(cfg, prior, prior_cfg.to_dict(), "prior")
     grids = index_grids(vqvae, cfg.data, tuple(cfg.scales), cfg.data_limit, (run.rank, run.world))
     val = index_grids(vqvae, cfg.val, (0.5,), cfg.val_images)

@@ -46,8 +46,10 @@ class PriorConfig:
     groups: int = 1  # > 1: each index k is coded as its group k // (K / groups), then its member k % (K / groups)
 
     def __post_init__(self) -> None:
-        if self.groups < 1 or self.codebook_size % self.groups:
-            raise ValueError(f"groups ({self.groups}) must divide the codebook size ({self.codebook_size})")
+        if self.groups < 1 or self.groups & (self.groups - 1) or self.codebook_size % self.groups:
+            raise ValueError(
+                f"groups ({self.groups}) must be a power of two that divides the codebook size ({self.codebook_size})"
+            )
 
     @property
     def members(self) -> int:
@@ -94,8 +96,17 @@ class PixelCNNPrior(nn.Module):
         self.bias = nn.Parameter(torch.zeros(cfg.hidden))
         self.hidden = nn.ModuleList(nn.Linear(cfg.hidden, cfg.hidden) for _ in range(cfg.layers))
         self.out = nn.Linear(cfg.hidden, k)
-        self.group_out = nn.Linear(cfg.hidden, cfg.groups) if cfg.groups > 1 else None
+        self.group_out = None
+        if cfg.groups > 1:
+            self.group_out = nn.Linear(cfg.hidden, cfg.groups)
+            # order[p]: the code at place p of the grouped order (group p // members); set_code_order
+            self.register_buffer("order", torch.arange(k))
         self.quantized = False
+
+    def set_code_order(self, order: torch.Tensor) -> None:
+        """Code the indices in groups of consecutive places of ``order`` (a permutation of the
+        codebook, e.g. ``quantization.grouped_order``) instead of consecutive index values."""
+        self.order.copy_(order)
 
     def context(self, idx: torch.Tensor) -> torch.Tensor:
         """(B, H, W) indices -> (B, H, W, n_offsets) indices of the causal window."""
@@ -146,7 +157,8 @@ class PixelCNNPrior(nn.Module):
         if self.group_out is None:
             return logits
         members = logits.unflatten(-1, (self.cfg.groups, self.cfg.members)).log_softmax(-1)
-        return (members + self._logits(self.group_out, a).log_softmax(-1)[..., None]).flatten(-2)
+        log_p = (members + self._logits(self.group_out, a).log_softmax(-1)[..., None]).flatten(-2)
+        return log_p[..., torch.argsort(self.order)]  # place -> code
 
     def bits(self, idx: torch.Tensor) -> torch.Tensor:
         """Total cross-entropy in bits of the grids ``idx`` under the prior."""
@@ -201,6 +213,8 @@ class IntegerPrior:
         if bound >= 2**53:
             raise ValueError("prior tensors too large for exact floating-point arithmetic")
         self.offsets = torch.arange(n_off, device=self.device) * (cfg.codebook_size + 1)
+        self.order = t.get("order", torch.arange(cfg.codebook_size, device=self.device))  # place -> code
+        self.place = torch.argsort(self.order)  # code -> place
         self._cache: dict[torch.dtype, tuple] = {}
 
     @staticmethod
@@ -215,7 +229,10 @@ class IntegerPrior:
             "table": table.to(torch.int16 if fits else torch.int32),
             "bias": torch.floor(model.bias.detach() * 2**TABLE_BITS + 0.5).to(torch.int32),
         }
-        layers = [*model.hidden, model.out] + ([model.group_out] if model.group_out is not None else [])
+        layers = [*model.hidden, model.out]
+        if model.group_out is not None:
+            layers.append(model.group_out)
+            out["order"] = model.order.to(torch.int16 if model.cfg.codebook_size <= 2**15 else torch.int32)
         for name, layer in zip(output_names(model.cfg), layers, strict=True):
             k = weight_shifts(layer.weight)
             out[f"w{name}"] = torch.floor(layer.weight.detach() * 2 ** k[:, None] + 0.5).to(torch.int8)
@@ -234,17 +251,13 @@ class IntegerPrior:
         if dtype not in self._cache:
             first = tuple(x.to(dtype) for x in self._first)
             layers = [tuple(x.to(dtype) for x in layer) for layer in self._layers]
-            # the output layer as (G, in, K / G) weights and (G, K / G) biases and scales, gathered by group
-            w, b, scale = layers[self.cfg.layers]
-            g, n = self.cfg.groups, self.cfg.members
-            members = (w.view(-1, g, n).permute(1, 0, 2).contiguous(), b.view(g, n), scale.view(g, n))
-            self._cache[dtype] = (first, layers, members)
+            self._cache[dtype] = (first, layers)
         return self._cache[dtype]
 
     def features(self, ctx: torch.Tensor) -> torch.Tensor:
         """Causal-window indices (N, n_offsets) -> last hidden activations (N, hidden): integers
         0..255 in the exact float type, or as int8 shifted by -128 where the products are int8."""
-        (table, bias, scale), layers, _ = self._tensors(self._exact_dtype())
+        (table, bias, scale), layers = self._tensors(self._exact_dtype())
         a = torch.floor((F.embedding_bag(ctx + self.offsets, table, mode="sum") + bias) * scale).clamp_(0, ACT_MAX)
         if self._int8 is not None:
             a = (a - 128).to(torch.int8)
@@ -273,11 +286,19 @@ class IntegerPrior:
 
     def member_logits(self, a: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         """Hidden activations (N, hidden) and each index's group (N,) -> int32 logits (N, K / G)
-        of its member: the output layer's rows of that group (exact in the float type, as above)."""
-        dtype = self._exact_dtype()
-        w, b, scale = self._tensors(dtype)[2]
-        a = a.to(dtype) + 128 if a.dtype == torch.int8 else a
-        return torch.floor((torch.bmm(a[:, None, :], w[groups])[:, 0] + b[groups]) * scale[groups]).to(torch.int32)
+        of its member: the output layer's logits of that group's members."""
+        logits = self._output(a, self.cfg.layers).view(len(a), self.cfg.groups, self.cfg.members)
+        return logits[torch.arange(len(a), device=a.device), groups]
+
+
+    def split(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices -> (group, member): the quotient and remainder of their place in the code order."""
+        place = self.place[codes]
+        return place // self.cfg.members, place % self.cfg.members
+
+    def join(self, groups: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
+        """Inverse of ``split``."""
+        return self.order[groups * self.cfg.members + members]
 
 
 def output_names(cfg: PriorConfig) -> list[str]:
