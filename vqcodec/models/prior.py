@@ -43,7 +43,7 @@ class PriorConfig:
     radius: int = 2
     hidden: int = 128
     layers: int = 2
-    groups: int = 1  # > 1: each index k is coded as its group k // (K / groups), then its member k % (K / groups)
+    groups: int = 1  # > 1: each index is coded as its group, then its member (its place in the code order)
 
     def __post_init__(self) -> None:
         if self.groups < 1 or self.groups & (self.groups - 1) or self.codebook_size % self.groups:
