@@ -290,7 +290,6 @@ class IntegerPrior:
         logits = self._output(a, self.cfg.layers).view(len(a), self.cfg.groups, self.cfg.members)
         return logits[torch.arange(len(a), device=a.device), groups]
 
-
     def split(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Indices -> (group, member): the quotient and remainder of their place in the code order."""
         place = self.place[codes]
