@@ -173,26 +173,35 @@ def encode_grid(prior: IntegerPrior, idx: torch.Tensor, group: int = 64, stripe_
     waves = Wavefronts(h, w, prior.cfg.radius, stripe_rows)
     ctx = GridContext(h, w, prior, stripe_rows)
     pos = ctx.positions(waves.rows, waves.cols)
-    symbols = idx.reshape(-1).cpu().numpy().astype(np.int32)[waves.rows * w + waves.cols]
-    ctx.put(pos, torch.from_numpy(symbols.astype(np.int64)).to(prior.device))
+    codes = torch.from_numpy(idx.reshape(-1).cpu().numpy()[waves.rows * w + waves.cols]).to(prior.device)
+    ctx.put(pos, codes)
     encoder = constriction.stream.queue.RangeEncoder()
     model = constriction.stream.model.Categorical(perfect=False)
     with one_thread(), torch.inference_mode():
         for first in range(0, len(waves), group):
             s = waves.span(first, first + group)
-            if prior.cfg.groups == 1:
-                encoder.encode(symbols[s], model, coder_weights(prior.logits(ctx.windows(pos[s]))))
-                continue
-            # format version 3: each wavefront's groups, then its members, as the decoder needs them
-            a = prior.features(ctx.windows(pos[s]))
-            g, m = prior.split(torch.from_numpy(symbols[s].astype(np.int64)).to(prior.device))
-            g_weights, m_weights = coder_weights(prior.group_logits(a)), coder_weights(prior.member_logits(a, g))
-            g, m = g.cpu().numpy().astype(np.int32), m.cpu().numpy().astype(np.int32)
+            parts = [
+                (coder_weights(logits), symbols.cpu().numpy().astype(np.int32))
+                for logits, symbols in coded_symbols(prior, ctx.windows(pos[s]), codes[s])
+            ]
+            # one wavefront at a time, each of its symbols in turn (format version 3: the groups,
+            # then the members), the order in which the decoder needs them
             for t in range(first, min(first + group, len(waves))):
                 w = slice(waves.starts[t] - s.start, waves.starts[t + 1] - s.start)
-                encoder.encode(g[w], model, g_weights[w])
-                encoder.encode(m[w], model, m_weights[w])
+                for weights, symbols in parts:
+                    encoder.encode(symbols[w], model, weights[w])
     return encoder.get_compressed().tobytes()
+
+
+def coded_symbols(
+    prior: IntegerPrior, windows: torch.Tensor, codes: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(integer logits, symbols) of what each index is coded as, given its causal windows: the
+    index itself, or with groups its group, then its member."""
+    if prior.cfg.groups == 1:
+        return [(prior.logits(windows), codes)]
+    a, (g, m) = prior.features(windows), prior.split(codes)
+    return [(prior.group_logits(a), g), (prior.member_logits(a, g), m)]
 
 
 def decode_grid(
@@ -239,13 +248,8 @@ def grid_bits(prior: IntegerPrior, idx: torch.Tensor, stripe_rows: int | None = 
     total = 0.0
     with torch.inference_mode():
         for s in range(0, h * w, 65536):
-            windows, k = ctx.windows(pos[s : s + 65536]), symbols[s : s + 65536].to(prior.device)
-            if prior.cfg.groups == 1:
-                coded = [(prior.logits(windows), k)]
-            else:
-                a, (g, m) = prior.features(windows), prior.split(k)
-                coded = [(prior.group_logits(a), g), (prior.member_logits(a, g), m)]
-            for logits, symbol in coded:
+            part = slice(s, s + 65536)
+            for logits, symbol in coded_symbols(prior, ctx.windows(pos[part]), symbols[part].to(prior.device)):
                 picked = np.take_along_axis(frequencies(logits), symbol[:, None].cpu().numpy(), 1)
                 total += float((FREQ_BITS - np.log2(picked)).sum())
     return total
