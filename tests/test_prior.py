@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig, causal_offsets
+from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig, causal_offsets, float_state
 
 from .conftest import TINY_PRIOR, tiny_prior
 
@@ -154,3 +154,20 @@ def test_a_code_order_changes_which_codes_share_a_group_not_the_network():
     groups, members = exact.split(torch.arange(12))
     assert torch.equal(exact.join(groups, members), torch.arange(12))
     assert torch.equal(groups * 3 + members, torch.argsort(order))
+
+
+@pytest.mark.parametrize("cfg", [CFG, GROUPED], ids=["flat", "groups"])
+def test_float_state_inverts_the_integer_export(cfg):
+    """A shipped integer prior loads back as the float model it was exported from (up to its
+    rounding), so another run can start from it and export the same integers again."""
+    prior = tiny_prior(cfg, scale=3.0)
+    if cfg.groups > 1:
+        prior.set_code_order(torch.randperm(12, generator=torch.Generator().manual_seed(3)))
+    tensors = IntegerPrior.export(prior)
+    again = PixelCNNPrior(cfg)
+    again.load_state_dict(float_state(cfg, tensors))
+    assert all(torch.equal(v, IntegerPrior.export(again)[k]) for k, v in tensors.items())
+    again.quantized = True
+    idx = torch.randint(0, 12, (1, 6, 7), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.allclose(again(idx), prior(idx), atol=1e-5)

@@ -10,7 +10,7 @@ from PIL import Image
 from vqcodec.codec import BaselineCodec, VQCodec
 from vqcodec.data import shard_items
 from vqcodec.models.ae import AEConfig
-from vqcodec.models.prior import PriorConfig
+from vqcodec.models.prior import PixelCNNPrior, PriorConfig, float_state
 from vqcodec.models.vqvae import VQVAE, grow_decoder
 from vqcodec.train import (
     Run,
@@ -26,11 +26,12 @@ from vqcodec.train import (
     train_prior,
     train_vqvae,
     warm_start,
+    warm_start_prior,
     warmup_ema,
 )
 from vqcodec.zoo import read_info
 
-from .conftest import TINY_VQVAE, smooth_image
+from .conftest import TINY_GROUPED_PRIOR, TINY_PRIOR, TINY_VQVAE, smooth_image
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,52 @@ def test_a_prior_with_groups_trains_and_exports_a_codec_that_writes_version_3(fo
     codec = VQCodec.from_weights(info)
     data = codec.compress(smooth_image(24, 24))
     assert data[3] == 3 and codec.decompress(data).size == (24, 24)
+
+
+def test_a_prior_with_groups_starts_from_a_flat_one_at_its_member_distributions(tiny_weights):
+    from vqcodec.codec import prefixed
+    from vqcodec.quantization import grouped_order
+    from vqcodec.zoo import load_tensors
+
+    vqvae = load_vqvae(tiny_weights)
+    flat = PixelCNNPrior(TINY_PRIOR)
+    flat.load_state_dict(float_state(TINY_PRIOR, prefixed(load_tensors(read_info(tiny_weights)), "prior.")))
+    grouped = PixelCNNPrior(TINY_GROUPED_PRIOR)
+    grouped.set_code_order(grouped_order(vqvae.quantizer.codebook.detach(), 4))
+    origin = warm_start_prior(grouped, vqvae, tiny_weights)
+    assert origin["weights"] == "tiny-q1" and "training" in origin
+    idx = torch.randint(0, 16, (1, 5, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        log_p, logits = grouped(idx), flat(idx)
+    for group in grouped.order.view(4, 4):  # within a group, the log-odds of two codes are the flat prior's
+        assert torch.allclose(
+            log_p[..., group] - log_p[..., group[:1]], logits[..., group] - logits[..., group[:1]], atol=1e-4
+        )
+
+
+def test_a_prior_starts_only_from_one_of_the_same_indices(tiny_weights, tmp_path):
+    other = load_vqvae(tiny_weights)
+    with torch.no_grad():
+        other.quantizer.codebook.add_(1.0)
+    with pytest.raises(ValueError, match="another codebook"):
+        warm_start_prior(PixelCNNPrior(TINY_PRIOR), other, tiny_weights)
+    with pytest.raises(ValueError, match="another shape"):
+        warm_start_prior(
+            PixelCNNPrior(dataclasses.replace(TINY_PRIOR, hidden=8)), load_vqvae(tiny_weights), tiny_weights
+        )
+
+
+def test_a_warm_started_prior_trains_exports_and_keeps_the_record_of_its_start(folders, tmp_path, tiny_weights):
+    first, second = config(folders, tmp_path / "first", 2), config(folders, tmp_path / "second", 2)
+    first.crop = second.crop = 8
+    vqvae = load_vqvae(tiny_weights)
+    train_prior(vqvae, TINY_PRIOR, first, qat_fraction=0.5)
+    train_prior(vqvae, TINY_GROUPED_PRIOR, second, qat_fraction=0.5, init=str(tmp_path / "first"))
+    assert load_run(tmp_path / "second")[0]["init"]["run"] == str(tmp_path / "first")
+    info = export_codec(tiny_weights, str(tmp_path / "second"), "tiny", 1, str(tmp_path / "g.st"), None)
+    assert list(info.meta["training"]["steps"])[-2:] == ["prior", "prior-2"]
+    codec = VQCodec.from_weights(info)
+    assert codec.decompress(codec.compress(smooth_image(24, 24))).size == (24, 24)
 
 
 def test_a_new_level_starts_from_a_trained_one(folders, tmp_path):

@@ -591,16 +591,23 @@ def train_decoder_cmd(ctx, vqvae_src, grow, config_file, **options) -> None:
 
 
 @train.command("prior")
-@click.option("--vqvae", "vqvae_dir", required=True, help="Run directory of the trained VQ-VAE.")
+@click.option("--vqvae", "vqvae_dir", required=True, help="The trained VQ-VAE: a run directory or a VQ weights file.")
+@click.option(
+    "--init",
+    "init_from",
+    default=None,
+    help="Start from this prior of the same indices (run directory or VQ weights file), e.g. a flat "
+    "prior for one with groups.",
+)
 @train_options
 @click.pass_context
-def train_prior_cmd(ctx, vqvae_dir, config_file, **options) -> None:
+def train_prior_cmd(ctx, vqvae_dir, init_from, config_file, **options) -> None:
     """Stage 2: train the PixelCNN prior on the VQ-VAE's index grids (float, then integer-aware)."""
     from vqcodec.models.prior import PriorConfig
     from vqcodec.train import load_vqvae, train_prior
 
     model_cfg, cfg = stage_configs(config_file, PriorConfig, options, ctx)
-    train_prior(load_vqvae(vqvae_dir), model_cfg, cfg)
+    train_prior(load_vqvae(vqvae_dir), model_cfg, cfg, init=init_from)
 
 
 def baseline_command(family: str, hyper_default: int) -> None:

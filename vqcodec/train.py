@@ -30,7 +30,7 @@ from vqcodec import __version__
 from vqcodec.data import CropDataset, image_files, load_rgb, shard_items, to_tensor
 from vqcodec.hardware import bf16_supported
 from vqcodec.models.ae import AEConfig, FactorizedAE, HyperpriorVAE, level_model, make_model
-from vqcodec.models.prior import PixelCNNPrior, PriorConfig, cross_entropy_bits
+from vqcodec.models.prior import PixelCNNPrior, PriorConfig, cross_entropy_bits, float_state
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
 from vqcodec.quantization import grouped_order, usage_stats
 
@@ -531,17 +531,21 @@ def prior_bits_per_index(prior: PixelCNNPrior, grids: list[torch.Tensor]) -> flo
     return bits / sum(g.numel() for g in grids)
 
 
-def train_prior(vqvae: VQVAE, prior_cfg: PriorConfig, cfg: TrainConfig, qat_fraction: float = 0.3) -> PixelCNNPrior:
+def train_prior(
+    vqvae: VQVAE, prior_cfg: PriorConfig, cfg: TrainConfig, qat_fraction: float = 0.3, init: str | None = None
+) -> PixelCNNPrior:
     """Train the PixelCNN prior on the VQ-VAE's index grids of the training images.
 
     The last ``qat_fraction`` of the steps simulate the integer network (quantization-aware
-    fine-tuning), so the exported integer prior loses almost no rate.
+    fine-tuning), so the exported integer prior loses almost no rate. ``init``: start from a
+    trained prior of the same indices (see ``warm_start_prior``).
     """
     seed_everything(cfg)
     prior = PixelCNNPrior(prior_cfg).train()
     if prior_cfg.groups > 1:
         prior.set_code_order(grouped_order(vqvae.quantizer.codebook.detach().cpu(), prior_cfg.groups))
-    run = Run(cfg, prior, prior_cfg.to_dict(), "prior")
+    origin = warm_start_prior(prior, vqvae, init) if init else {}
+    run = Run(cfg, prior, prior_cfg.to_dict(), "prior", init=origin)
     grids = index_grids(vqvae, cfg.data, tuple(cfg.scales), cfg.data_limit, (run.rank, run.world))
     val = index_grids(vqvae, cfg.val, (0.5,), cfg.val_images)
     float_prior = run.dir / "float_prior.pt"  # kept to measure what integers cost
@@ -562,6 +566,38 @@ def train_prior(vqvae: VQVAE, prior_cfg: PriorConfig, cfg: TrainConfig, qat_frac
             run.save()
     run.final.quantized = True
     return run.final.eval()
+
+
+def warm_start_prior(prior: PixelCNNPrior, vqvae: VQVAE, source: str) -> dict:
+    """Copy a trained prior of ``vqvae``'s indices (a run directory, or the prior of a VQ weights
+    file with the same codebook) into ``prior``, and return what it was (for the metadata).
+
+    The window, hidden layers and each code's output row carry over; the rows follow the codes
+    to their places in ``prior``'s code order, so a flat prior starts a prior with groups at its
+    member distributions. A group head of another grouping starts afresh. This lets a CPU
+    session turn a long-trained flat prior into a faster one with groups in a short run.
+    """
+    cfg, tensors, record = read_prior(source)
+    own = prior.cfg
+    if (cfg.codebook_size, cfg.radius, cfg.hidden, cfg.layers) != (
+        own.codebook_size,
+        own.radius,
+        own.hidden,
+        own.layers,
+    ):
+        raise ValueError(f"{source}: a prior of another shape ({cfg}) cannot start {own}")
+    if not Path(source).is_dir() and not same_codebook(vqvae, source):
+        raise ValueError(f"{source} codes another codebook's indices than the VQ-VAE's")
+    state = float_state(cfg, tensors)
+    old_order = state.pop("order", torch.arange(cfg.codebook_size))
+    new_order = prior.order if own.groups > 1 else torch.arange(own.codebook_size)
+    rows = torch.argsort(old_order)[new_order]  # the source's row of the code at each new place
+    state["out.weight"], state["out.bias"] = state["out.weight"][rows], state["out.bias"][rows]
+    if cfg.groups != own.groups or not torch.equal(old_order, new_order):
+        state = {k: v for k, v in state.items() if not k.startswith("group_out.")}
+    prior.load_state_dict(state, strict=False)
+    origin = {"run": str(source)} if Path(source).is_dir() else vqvae_origin(source)
+    return {k: v for k, v in origin.items() if k not in ("model", "training")} | {"training": record}
 
 
 def load_run(out: str | Path) -> tuple[dict, dict]:
@@ -679,13 +715,25 @@ def read_prior(source: str | Path) -> tuple[PriorConfig, dict[str, torch.Tensor]
     if Path(source).is_dir():
         prior = load_prior(source)
         config = load_run(source)[0]
-        return prior.cfg, IntegerPrior.export(prior), add_stage({}, "prior", config["train"], run_budget(source))
+        before = config.get("init", {}).get("training", {})  # the stages of the prior it started from
+        return prior.cfg, IntegerPrior.export(prior), add_stage(before, "prior", config["train"], run_budget(source))
     from vqcodec.codec import prefixed
     from vqcodec.zoo import load_tensors, read_info
 
     info = read_info(source)
     record = split_stages(info.meta.get("training", {}), "prior")[1]
     return PriorConfig(**info.meta["prior_config"]), prefixed(load_tensors(info), "prior."), record
+
+
+def same_codebook(vqvae: VQVAE, weights: str | Path) -> bool:
+    """Whether a VQ weights file has ``vqvae``'s codebook, up to the float16 weights are stored
+    in: then its indices mean the same (its prior codes them, its files decode)."""
+    from vqcodec.codec import prefixed
+    from vqcodec.zoo import load_tensors, read_info
+
+    old = prefixed(load_tensors(read_info(weights)), "vqvae.")
+    mine = vqvae.state_dict()
+    return all(torch.equal(old[k].half(), v.half()) for k, v in mine.items() if k.startswith("quantizer."))
 
 
 def superseded(vqvae: VQVAE, prior_src: str | Path) -> list[dict]:
@@ -695,13 +743,10 @@ def superseded(vqvae: VQVAE, prior_src: str | Path) -> list[dict]:
     turn the weights those superseded."""
     if Path(prior_src).is_dir():
         return []
-    from vqcodec.codec import prefixed
-    from vqcodec.zoo import load_tensors, read_info
+    from vqcodec.zoo import read_info
 
     info = read_info(prior_src)
-    old = prefixed(load_tensors(info), "vqvae.")
-    mine = vqvae.state_dict()
-    if any(not torch.equal(old[k].half(), v.half()) for k, v in mine.items() if k.startswith("quantizer.")):
+    if not same_codebook(vqvae, prior_src):
         return []
     entry = {"id": info.model_id.hex(), "quality": info.quality, "release": info.meta.get("release", "0.1.0")}
     return [entry, *info.meta.get("supersedes", [])]

@@ -300,6 +300,26 @@ class IntegerPrior:
         return self.order[groups * self.cfg.members + members]
 
 
+def float_state(cfg: PriorConfig, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The float parameters (and code order) that ``IntegerPrior.export`` turns into ``tensors``:
+    its inverse, so that a shipped integer prior can be the starting point of another run."""
+    t = {name: v.double() for name, v in tensors.items()}
+    n_off = len(causal_offsets(cfg.radius))
+    state = {
+        "table": t["table"].view(n_off, cfg.codebook_size + 1, cfg.hidden) / 2**TABLE_BITS,
+        "bias": t["bias"] / 2**TABLE_BITS,
+    }
+    modules = [f"hidden.{n}" for n in range(cfg.layers)] + ["out"] + (["group_out"] if cfg.groups > 1 else [])
+    for module, name in zip(modules, output_names(cfg), strict=True):
+        scale = 2.0 ** t[f"k{name}"]
+        state[f"{module}.weight"] = t[f"w{name}"] / scale[:, None]
+        state[f"{module}.bias"] = t[f"b{name}"] / (scale * 2**ACT_BITS)
+    state = {name: v.float() for name, v in state.items()}
+    if "order" in tensors:
+        state["order"] = tensors["order"].long()
+    return state
+
+
 def output_names(cfg: PriorConfig) -> list[str]:
     """Names of the 1x1 layers' tensors in an exported prior: the hidden layers, the output, the group head."""
     return [str(n) for n in range(cfg.layers)] + ["_out"] + (["_group"] if cfg.groups > 1 else [])
