@@ -171,3 +171,23 @@ def test_float_state_inverts_the_integer_export(cfg):
     idx = torch.randint(0, 12, (1, 6, 7), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         assert torch.allclose(again(idx), prior(idx), atol=1e-5)
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_training_bits_of_a_prior_with_groups_equal_the_full_distributions(quantized):
+    """Training computes each index's member logits for its own group only: the same loss and
+    gradients as the cross-entropy of the full distribution over the codebook."""
+    from vqcodec.models.prior import cross_entropy_bits
+
+    prior = tiny_prior(GROUPED, scale=3.0).train()
+    prior.quantized = quantized
+    prior.set_code_order(torch.randperm(12, generator=torch.Generator().manual_seed(7)))
+    idx = torch.randint(0, 12, (2, 5, 6), generator=torch.Generator().manual_seed(8))
+    fast = prior(idx, bits=True)
+    fast.backward()
+    fast_grads = [p.grad.clone() for p in prior.parameters()]
+    prior.zero_grad()
+    full = cross_entropy_bits(prior(idx), idx)
+    full.backward()
+    assert torch.allclose(fast, full, rtol=1e-5)
+    assert all(torch.allclose(g, p.grad, atol=1e-5) for g, p in zip(fast_grads, prior.parameters(), strict=True))

@@ -180,6 +180,23 @@ def test_a_warm_started_prior_trains_exports_and_keeps_the_record_of_its_start(f
     assert codec.decompress(codec.compress(smooth_image(24, 24))).size == (24, 24)
 
 
+def test_a_resumed_prior_run_reads_its_index_grids_back(folders, tmp_path, tiny_weights, monkeypatch):
+    import vqcodec.train as train
+
+    cfg = config(folders, tmp_path / "prior", 2)
+    cfg.crop = 8
+    train_prior(load_vqvae(tiny_weights), TINY_GROUPED_PRIOR, cfg, qat_fraction=0.5)
+    assert (tmp_path / "prior" / "grids-0.pt").exists()
+    monkeypatch.setattr(train, "index_grids", lambda *a, **k: pytest.fail("encoded the photos again"))
+    cfg.steps = 4
+    train_prior(load_vqvae(tiny_weights), TINY_GROUPED_PRIOR, cfg, qat_fraction=0.5)
+    other = load_vqvae(tiny_weights)  # another VQ-VAE's indices are not this run's data
+    with torch.no_grad():
+        other.quantizer.codebook.add_(1.0)
+    with pytest.raises(pytest.fail.Exception, match="again"):
+        train_prior(other, TINY_GROUPED_PRIOR, dataclasses.replace(cfg, steps=6), qat_fraction=0.5)
+
+
 def test_a_new_level_starts_from_a_trained_one(folders, tmp_path):
     """Another factor and codebook size: shared layers copied, the codebook re-initialized."""
     train_vqvae(TINY_VQVAE, config(folders, tmp_path / "four", 2))

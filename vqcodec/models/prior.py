@@ -122,13 +122,17 @@ class PixelCNNPrior(nn.Module):
             return round_ste(h.clamp(0, ACT_MAX / 2**ACT_BITS) * 2**ACT_BITS) / 2**ACT_BITS
         return h.clamp(0, ACT_MAX / 2**ACT_BITS)
 
-    def _linear(self, layer: nn.Linear, a: torch.Tensor) -> torch.Tensor:
+    def _layer_weights(self, layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        """A 1x1 layer's weight and bias, as the integer network has them when quantized."""
         if not self.quantized:
-            return layer(a)
+            return layer.weight, layer.bias
         scale = 2 ** weight_shifts(layer.weight)
         w = round_ste(layer.weight * scale[:, None]) / scale[:, None]
         b = round_ste(layer.bias * scale * 2**ACT_BITS) / (scale * 2**ACT_BITS)
-        return F.linear(a, w, b)
+        return w, b
+
+    def _linear(self, layer: nn.Linear, a: torch.Tensor) -> torch.Tensor:
+        return F.linear(a, *self._layer_weights(layer))
 
     def features(self, ctx: torch.Tensor) -> torch.Tensor:
         """Causal-window indices (..., n_offsets) -> last hidden activations (..., hidden)."""
@@ -145,24 +149,44 @@ class PixelCNNPrior(nn.Module):
             a = self._act(self._linear(layer, a))
         return a
 
-    def _logits(self, layer: nn.Linear, a: torch.Tensor) -> torch.Tensor:
-        logits = self._linear(layer, a)
+    def _round_logits(self, logits: torch.Tensor) -> torch.Tensor:
         return round_ste(logits * 2**LOGIT_BITS) / 2**LOGIT_BITS if self.quantized else logits
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def _logits(self, layer: nn.Linear, a: torch.Tensor) -> torch.Tensor:
+        return self._round_logits(self._linear(layer, a))
+
+    def forward(self, idx: torch.Tensor, bits: bool = False) -> torch.Tensor:
         """(B, H, W) int64 -> logits (B, H, W, K); with groups, the log-probabilities
-        log p(group) + log p(member | group), which are logits of the same distribution."""
+        log p(group) + log p(member | group), which are logits of the same distribution.
+        ``bits``: instead, the total cross-entropy of ``idx`` in bits (what training minimises)."""
         a = self.features(self.context(idx))
+        if bits and self.group_out is not None:
+            return self._grouped_bits(a.reshape(-1, self.cfg.hidden), idx.reshape(-1))
         logits = self._logits(self.out, a)
-        if self.group_out is None:
-            return logits
-        members = logits.unflatten(-1, (self.cfg.groups, self.cfg.members)).log_softmax(-1)
-        log_p = (members + self._logits(self.group_out, a).log_softmax(-1)[..., None]).flatten(-2)
-        return log_p[..., torch.argsort(self.order)]  # place -> code
+        if self.group_out is not None:
+            members = logits.unflatten(-1, (self.cfg.groups, self.cfg.members)).log_softmax(-1)
+            log_p = (members + self._logits(self.group_out, a).log_softmax(-1)[..., None]).flatten(-2)
+            logits = log_p[..., torch.argsort(self.order)]  # place -> code
+        return cross_entropy_bits(logits, idx) if bits else logits
+
+    def _grouped_bits(self, a: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy in bits of ``codes`` given hidden activations ``a`` (N, hidden), with
+        groups: -log p(group) - log p(member | group), where the member logits are computed for
+        each index's own group only (K / G of the K outputs: what makes such a prior cheap to train)."""
+        place = torch.argsort(self.order)[codes]
+        groups, members = place // self.cfg.members, place % self.cfg.members
+        nats = F.cross_entropy(self._logits(self.group_out, a), groups, reduction="sum")
+        w, b = self._layer_weights(self.out)
+        w, b = w.view(self.cfg.groups, self.cfg.members, -1), b.view(self.cfg.groups, -1)
+        for g in torch.unique(groups).tolist():
+            here = (groups == g).nonzero().squeeze(1)
+            logits = self._round_logits(F.linear(a[here], w[g], b[g]))
+            nats = nats + F.cross_entropy(logits, members[here], reduction="sum")
+        return nats / math.log(2)
 
     def bits(self, idx: torch.Tensor) -> torch.Tensor:
         """Total cross-entropy in bits of the grids ``idx`` under the prior."""
-        return cross_entropy_bits(self(idx), idx)
+        return self(idx, bits=True)
 
 
 def cross_entropy_bits(logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
