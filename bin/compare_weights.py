@@ -48,9 +48,8 @@ def main() -> None:
                 times[name].append(time.perf_counter() - start)
     for name, codec in codecs.items():
         decode = f", decode median {statistics.median(times[name]):.3f} s" if times[name] else ""
-        print(
-            f"{name} ({codec.info.path.name}, id {codec.info.model_id.hex()}): {8 * sizes[name] / pixels:.4f} bpp{decode}"
-        )
+        bpp = 8 * sizes[name] / pixels
+        print(f"{name} ({codec.info.path.name}, id {codec.info.model_id.hex()}): {bpp:.4f} bpp{decode}")
     ratio = f", decode {statistics.median(times['new']) / statistics.median(times['old']):.2f}x" if times["old"] else ""
     print(f"new against old: rate {100 * (sizes['new'] / sizes['old'] - 1):+.2f}%{ratio}")
 
