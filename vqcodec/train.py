@@ -604,12 +604,7 @@ def warm_start_prior(prior: PixelCNNPrior, vqvae: VQVAE, source: str) -> dict:
     """
     cfg, tensors, record = read_prior(source)
     own = prior.cfg
-    if (cfg.codebook_size, cfg.radius, cfg.hidden, cfg.layers) != (
-        own.codebook_size,
-        own.radius,
-        own.hidden,
-        own.layers,
-    ):
+    if replace(cfg, groups=1) != replace(own, groups=1):
         raise ValueError(f"{source}: a prior of another shape ({cfg}) cannot start {own}")
     if not Path(source).is_dir() and not same_codebook(vqvae, source):
         raise ValueError(f"{source} codes another codebook's indices than the VQ-VAE's")
