@@ -112,6 +112,18 @@ def test_compress_to_a_target_rate(capsys, tmp_path, tiny_ladder):
     assert code == 1 and "not both" in err
 
 
+def test_refine_changes_the_encoding_not_the_decoder(capsys, tmp_path, photo, tiny_weights, tiny_ladder):
+    plain, refined = tmp_path / "plain.vqc", tmp_path / "refined.vqc"
+    assert run(capsys, "compress", str(photo), "--model", tiny_weights, "-o", str(plain))[0] == 0
+    code, _, err = run(capsys, "compress", str(photo), "--model", tiny_weights, "--refine", "5", "-o", str(refined))
+    assert code == 0, err
+    assert plain.read_bytes() != refined.read_bytes()
+    code, _, err = run(capsys, "decompress", str(refined), "-o", str(tmp_path / "back.png"), "--model", tiny_weights)
+    assert code == 0, err
+    code, _, err = run(capsys, "compress", str(photo), "--model", "ladder", "--target-bpp", "1000", "--refine", "2")
+    assert code == 1 and "vq models" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o002])
 def test_outputs_get_the_usual_permissions(capsys, tmp_path, photo, tiny_weights, umask):
     old = os.umask(umask)

@@ -65,6 +65,14 @@ def test_pillow_save_takes_the_codec_options(tmp_path, tiny_ladder):
         img.convert("RGBA").save(tmp_path / "a.vqc", model="ladder", quality=1)
 
 
+def test_pillow_save_refines_when_asked(installed_tiny):
+    img = Image.fromarray(smooth_image(24, 32))
+    buf = io.BytesIO()
+    img.save(buf, format="VQC", model=installed_tiny, refine=4)
+    assert buf.getvalue() == vqcodec.compress(img, model=installed_tiny, refine=4)
+    assert buf.getvalue() != vqcodec.compress(img, model=installed_tiny)
+
+
 def test_vqc_is_a_registered_extension():
     assert Image.registered_extensions()[".vqc"] == "VQC"
     assert "VQC" in Image.SAVE and "VQC" in Image.OPEN

@@ -44,18 +44,24 @@ def compress(
     model: str | None = None,
     device: str | torch.device = "cpu",
     target_bpp: float | None = None,
+    refine: int = 0,
 ) -> bytes:
     """Compress an image (PIL image, path, or HxWx3 uint8 array) into .vqc bytes, at a quality
-    level of the model or at the best level whose file is at most ``target_bpp`` bits per pixel."""
+    level of the model or at the best level whose file is at most ``target_bpp`` bits per pixel.
+    ``refine`` > 0: that many steps of encoder-side refinement (vq models; ``vqcodec.refine``)."""
     if target_bpp is None:
-        return load_codec(model or DEFAULT_MODEL, quality, device).compress(image)
+        return load_codec(model or DEFAULT_MODEL, quality, device).compress(image, refine)
     if quality is not None:
         raise VQCodecError("give a quality level or a target rate, not both")
-    return compress_to_rate(image, target_bpp, model or DEFAULT_MODEL, device)
+    return compress_to_rate(image, target_bpp, model or DEFAULT_MODEL, device, refine)
 
 
 def compress_to_rate(
-    image: ImageLike, target_bpp: float, model: str = DEFAULT_MODEL, device: str | torch.device = "cpu"
+    image: ImageLike,
+    target_bpp: float,
+    model: str = DEFAULT_MODEL,
+    device: str | torch.device = "cpu",
+    refine: int = 0,
 ) -> bytes:
     """The file of the highest quality level of ``model`` at or under ``target_bpp`` (whole-file
     bits per pixel), found by binary search over the levels (rate rises with the level)."""
@@ -65,7 +71,7 @@ def compress_to_rate(
     best, lowest_bpp, lo, hi = None, None, 0, len(qualities) - 1
     while lo <= hi:
         mid = (lo + hi) // 2
-        data = load_codec(model, qualities[mid], device).compress(image)
+        data = load_codec(model, qualities[mid], device).compress(image, refine)
         bpp = 8 * len(data) / (rgb.width * rgb.height)
         if bpp <= target_bpp:
             best, lo = data, mid + 1

@@ -175,10 +175,18 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     "--model", default="vq", show_default=True, help="Model name (vq, ae, vae), or a .safetensors weights file."
 )
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option(
+    "--refine",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="vq models: steps spent choosing the indices for the decoded image (about 40: higher PSNR, "
+    "a few % more bits, much slower encoding; decoding unchanged).",
+)
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def compress(ctx, inputs, output, quality, target_bpp, model, device, force, as_json) -> None:
+def compress(ctx, inputs, output, quality, target_bpp, model, device, refine, force, as_json) -> None:
     """Compress images (files or directories of images) into .vqc files."""
     import io
 
@@ -197,7 +205,7 @@ def compress(ctx, inputs, output, quality, target_bpp, model, device, force, as_
         start = time.perf_counter()
         rgb, mode = prepare(src if str(src) != STDIO else open_image(io.BytesIO(read_input(src)), "standard input"))
         image = rgb if mode == "RGB" else rgb.convert("L")
-        data = codec.compress(image) if codec else compress_to_rate(image, target_bpp, model, device)
+        data = codec.compress(image, refine) if codec else compress_to_rate(image, target_bpp, model, device, refine)
         seconds = time.perf_counter() - start
         write_atomic(dst, data, force)
         bpp = 8 * len(data) / (rgb.width * rgb.height)

@@ -2,6 +2,7 @@
 
 VQ (the product):
 compress:   image -> RGB pixels -> VQ-VAE encoder (row bands) -> index grid
+            [refine > 0: the indices re-chosen for the decoded image, vqcodec.refine]
             -> integer PixelCNN prior + range coder (wavefront order) -> .vqc bytes
 decompress: .vqc bytes -> header checks -> range decoder + prior, one wavefront at a time
             -> index grid -> VQ-VAE decoder (row bands) -> pixels -> image
@@ -31,7 +32,7 @@ import torch
 from PIL import Image
 
 from vqcodec import entropy
-from vqcodec.errors import BitstreamError, ModelError
+from vqcodec.errors import BitstreamError, ModelError, VQCodecError
 from vqcodec.format import Header, pack, read_varint, unpack, varint
 from vqcodec.hardware import bf16_supported
 from vqcodec.images import ImageLike, prepare
@@ -46,6 +47,7 @@ from vqcodec.models.ae import (
 )
 from vqcodec.models.prior import IntegerPrior, PriorConfig
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
+from vqcodec.refine import refine_indices
 from vqcodec.zoo import WeightsInfo, load_tensors, save_weights
 
 MAX_PIXELS = 128 * 1024 * 1024  # like Pillow's MAX_IMAGE_PIXELS; callers may raise it
@@ -127,10 +129,14 @@ class Codec:
     def __init__(self, info: WeightsInfo, device: torch.device):
         self.info, self.device = info, device
 
-    def compress(self, image: ImageLike) -> bytes:
-        """Encode an image (PIL image, path or uint8 array) into .vqc bytes."""
+    def compress(self, image: ImageLike, refine: int = 0) -> bytes:
+        """Encode an image (PIL image, path or uint8 array) into .vqc bytes; ``refine`` > 0
+        spends that many steps choosing the indices for the decoded image (vq models,
+        ``vqcodec.refine``: slower encoding, the same decoder)."""
+        if refine < 0:
+            raise VQCodecError(f"refine must be 0 or more steps, not {refine}")
         rgb, mode = prepare(image)
-        payload = self.encode(pixels(rgb, self.multiple))
+        payload = self.encode(pixels(rgb, self.multiple), refine)
         header = Header(
             self.family, self.info.quality, self.info.model_id, rgb.width, rgb.height, mode, version=self.format_version
         )
@@ -153,7 +159,7 @@ class Codec:
         img = Image.fromarray(out[:, : header.height, : header.width].permute(1, 2, 0).numpy())
         return img.convert("L") if header.mode == "L" else img
 
-    def encode(self, x: torch.Tensor) -> bytes:
+    def encode(self, x: torch.Tensor, refine: int = 0) -> bytes:
         raise NotImplementedError
 
     def decode(self, payload: bytes, height: int, width: int, version: int) -> torch.Tensor:
@@ -193,9 +199,10 @@ class VQCodec(Codec):
         """Index rows per independently coded stripe: STRIPE_PIXELS of image, whatever the factor."""
         return max(1, STRIPE_PIXELS // self.multiple)
 
-    def encode(self, x: torch.Tensor) -> bytes:
+    def encode(self, x: torch.Tensor, refine: int = 0) -> bytes:
         """Padded pixels -> payload: the stripe height (varint), then the range-coded index grid."""
-        return varint(self.stripe_rows) + entropy.encode_grid(self.prior, self.indices(x), stripe_rows=self.stripe_rows)
+        idx = self.indices(x, refine)
+        return varint(self.stripe_rows) + entropy.encode_grid(self.prior, idx, stripe_rows=self.stripe_rows)
 
     def decode(self, payload: bytes, height: int, width: int, version: int) -> torch.Tensor:
         f = self.multiple
@@ -215,11 +222,11 @@ class VQCodec(Codec):
         return entropy.decode_grid(self.prior, payload, rows, cols, stripe_rows)
 
     @torch.no_grad()
-    def indices(self, x: torch.Tensor) -> torch.Tensor:
-        """Padded pixels (1, 3, H, W) -> (H/4, W/4) index grid, computed band by band."""
+    def indices(self, x: torch.Tensor, refine: int = 0) -> torch.Tensor:
+        """Padded pixels (1, 3, H, W) -> (H/f, W/f) index grid, computed band by band."""
         f = self.multiple
         rows, band = x.shape[2] // f, band_rows(x.shape[3] // f, f)
-        return banded(lambda part: self.analysis(part.to(self.device)).cpu(), x, rows, f, 1, band)[0]
+        return banded(lambda part: self.analysis(part.to(self.device), refine).cpu(), x, rows, f, 1, band)[0]
 
     @torch.no_grad()
     def pixels(self, idx: torch.Tensor) -> torch.Tensor:
@@ -236,13 +243,21 @@ class VQCodec(Codec):
             hidden = layers[:-1](x)
         return layers[-1](hidden.float())
 
-    def analysis(self, x: torch.Tensor) -> torch.Tensor:
-        """Pixels (B, 3, H, W) in [0, 1] -> index grid (B, H/f, W/f): the VQ-VAE's encoder and quantizer."""
-        return self.vqvae.quantizer.indices(self.network(self.vqvae.encoder, x - 0.5))
+    def analysis(self, x: torch.Tensor, refine: int = 0) -> torch.Tensor:
+        """Pixels (B, 3, H, W) in [0, 1] -> index grid (B, H/f, W/f): the VQ-VAE's encoder and
+        quantizer, then ``refine`` steps of encoder-side refinement."""
+        latent = self.network(self.vqvae.encoder, x - 0.5)
+        if refine:
+            return refine_indices(latent, x, self.vqvae.quantizer, self.synthesize_latent, refine)
+        return self.vqvae.quantizer.indices(latent)
 
     def synthesis(self, idx: torch.Tensor) -> torch.Tensor:
         """Index grid (B, h, w) -> image (B, 3, f h, f w), not clamped: the VQ-VAE's decoder."""
-        return self.network(self.vqvae.decoder, self.vqvae.quantizer.lookup(idx)) + 0.5
+        return self.synthesize_latent(self.vqvae.quantizer.lookup(idx))
+
+    def synthesize_latent(self, codes: torch.Tensor) -> torch.Tensor:
+        """Quantized latent (B, D, h, w) -> image (B, 3, f h, f w), not clamped."""
+        return self.network(self.vqvae.decoder, codes) + 0.5
 
     def analyze(self, rgb: Image.Image) -> torch.Tensor:
         """RGB image -> its index grid."""
@@ -308,7 +323,9 @@ class BaselineCodec(Codec):
         return tensors
 
     # --- compress -------------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> bytes:
+    def encode(self, x: torch.Tensor, refine: int = 0) -> bytes:
+        if refine:
+            raise VQCodecError(f"encoder-side refinement is for vq models, not {self.family}")
         return self.write(*self.quantize(x))
 
     def write(self, z_hat: torch.Tensor | None, y_hat: torch.Tensor, table: torch.Tensor) -> bytes:

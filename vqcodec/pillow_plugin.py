@@ -53,6 +53,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
             model=options.get("model"),
             target_bpp=options.get("target_bpp"),
             device=options.get("device", "cpu"),
+            refine=options.get("refine", 0),
         )
     )
 

@@ -1,0 +1,64 @@
+"""Encoder-side refinement: never worse than the nearest codes, same decoder, vq models only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vqcodec import VQCodecError
+from vqcodec.codec import pixels
+from vqcodec.refine import refine_indices
+
+from .conftest import smooth_image
+
+
+def decoded_error(codec, x: torch.Tensor, idx: torch.Tensor) -> float:
+    with torch.no_grad():
+        return (codec.synthesis(idx).clamp(0, 1) - x).square().mean().item()
+
+
+def refine(codec, x: torch.Tensor, steps: int) -> torch.Tensor:
+    with torch.no_grad():
+        latent = codec.network(codec.vqvae.encoder, x - 0.5)
+    return refine_indices(latent, x, codec.vqvae.quantizer, codec.synthesize_latent, steps, lr=0.5)
+
+
+@pytest.fixture
+def image(tiny_vq) -> torch.Tensor:
+    return pixels(Image.fromarray(smooth_image(48, 64, seed=3)), tiny_vq.multiple)
+
+
+def test_zero_steps_are_the_nearest_codes(tiny_vq, image):
+    with torch.no_grad():
+        nearest = tiny_vq.analysis(image)
+    assert torch.equal(refine(tiny_vq, image, 0), nearest)
+
+
+def test_refined_indices_decode_closer_to_the_image(tiny_vq, image):
+    with torch.no_grad():
+        nearest = tiny_vq.analysis(image)
+    refined = refine(tiny_vq, image, 10)
+    assert refined.shape == nearest.shape and not torch.equal(refined, nearest)
+    assert decoded_error(tiny_vq, image, refined) < decoded_error(tiny_vq, image, nearest)
+
+
+def test_refined_files_decode_to_what_the_refined_indices_decode_to(tiny_codec):
+    arr = smooth_image(40, 56, seed=5)
+    plain, refined = tiny_codec.compress(arr), tiny_codec.compress(arr, refine=8)
+    assert plain != refined
+    idx = tiny_codec.indices(pixels(Image.fromarray(arr), tiny_codec.multiple), refine=8)
+    out = np.asarray(tiny_codec.decompress(refined))
+    assert np.array_equal(out, tiny_codec.synthesize(idx, 40, 56))
+    error = [np.mean((np.asarray(tiny_codec.decompress(d), dtype=float) - arr) ** 2) for d in (plain, refined)]
+    assert error[1] < error[0]
+
+
+def test_baselines_and_negative_steps_are_refused(tiny_baselines, tiny_codec):
+    arr = smooth_image(16, 16)
+    for codec in tiny_baselines.values():
+        with pytest.raises(VQCodecError, match="vq models"):
+            codec.compress(arr, refine=3)
+    with pytest.raises(VQCodecError, match="0 or more"):
+        tiny_codec.compress(arr, refine=-1)
