@@ -19,6 +19,7 @@ import numpy as np
 from vqcodec.api import load_codec
 from vqcodec.data import image_files, load_rgb
 from vqcodec.evaluation import delta_at_rate, psnr
+from vqcodec.refine import REFINE_STEPS
 from vqcodec.zoo import levels
 
 KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kodak"
@@ -34,7 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="vq")
     ap.add_argument("--quality", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=REFINE_STEPS)
     ap.add_argument("--images", type=int, default=24, help="the first N images of the folder")
     ap.add_argument("--folder", type=Path, default=KODAK)
     args = ap.parse_args()

@@ -65,6 +65,33 @@ def test_eval_writes_a_complete_report(tmp_path):
     assert "<table>" in page and 'class="viewer"' in page and page.count('<option value="webp"') == 2
 
 
+def test_learned_codecs_name_their_refinement():
+    from vqcodec.refine import REFINE_STEPS
+    from vqcodec.report import learned_spec
+
+    assert learned_spec("vq") == ("vq", 0)
+    assert learned_spec("vq+refine") == ("vq", REFINE_STEPS)
+    assert learned_spec("vq+refine20") == ("vq", 20)
+    with pytest.raises(ValueError, match="must be a number"):
+        learned_spec("vq+refine-3")
+
+
+def test_eval_measures_a_refined_model_as_a_codec_of_its_own(tmp_path, tiny_weights, monkeypatch):
+    from vqcodec import api, zoo
+
+    monkeypatch.setattr(zoo, "shipped", lambda: (zoo.read_info(tiny_weights),))
+    api._load.cache_clear()
+    data = tmp_path / "images"
+    data.mkdir()
+    Image.fromarray(smooth_image(32, 48)).save(data / "img.png")
+    report = run_eval(str(data), ["jpeg", "tiny", "tiny+refine5"], str(tmp_path / "report"))
+    api._load.cache_clear()
+    plain, refined = ([m for m in report["measurements"] if m["codec"] == c] for c in ("tiny", "tiny+refine5"))
+    assert len(plain) == len(refined) == 1
+    assert refined[0]["psnr"] > plain[0]["psnr"]
+    assert "tiny+refine5" in (tmp_path / "report" / "report.md").read_text()
+
+
 def test_quality_difference_at_the_same_rate_works_for_one_point():
     anchor = (np.array([0.2, 0.4]), np.array([24.0, 28.0]))
     assert evaluation.delta_at_rate(anchor, (np.array([0.3]), np.array([27.0]))) == pytest.approx(1.0)

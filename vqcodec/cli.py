@@ -392,15 +392,18 @@ def main(argv: list[str] | None = None) -> None:
 @click.option("--workers", type=int, default=1, show_default=True, help="Processes for the classical codecs.")
 @click.option("--anchor", default="jpeg", show_default=True, help="Codec that BD numbers are measured against.")
 @click.option("--anchors-dir", default=None, help="Published curves (CompressAI JSON) to draw dashed.")
-def eval_cmd(dataset, codecs, out, limit, workers, anchor, anchors_dir) -> None:
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda, for the learned codecs.")
+def eval_cmd(dataset, codecs, out, limit, workers, anchor, anchors_dir, device) -> None:
     """Rate-distortion evaluation: report.json, report.md, report.html with plots and crops.
 
+    A learned codec written NAME+refine (or NAME+refineN) is the model's levels encoded with
+    encoder-side refinement (40 or N steps), measured as a codec of its own.
     Needs the evaluation extras: pip install "vqcodec[eval]"."""
     require_eval_extras()
     from vqcodec.report import run_eval
 
     try:
-        report = run_eval(dataset, codecs.split(","), out, limit, workers, anchor, anchors_dir)
+        report = run_eval(dataset, codecs.split(","), out, limit, workers, anchor, anchors_dir, device)
     except ValueError as e:
         raise VQCodecError(str(e)) from e
     click.echo(Path(out, "report.md").read_text())

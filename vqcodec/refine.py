@@ -21,6 +21,7 @@ import torch
 
 from vqcodec.quantization import VectorQuantizer
 
+REFINE_STEPS = 40  # what the README measures and `vqcodec eval`'s NAME+refine uses
 REFINE_LR = 2e-3  # Adam's step on the latent, decayed to 0 on a cosine over the steps (tuned on validation)
 
 

@@ -12,6 +12,7 @@ import base64
 import html
 import json
 import platform
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from vqcodec.data import image_files, load_rgb
 from vqcodec.errors import VQCodecError
 from vqcodec.evaluation import (
     CLASSICAL,
+    Decoder,
+    Encoder,
     Measurement,
     as_dicts,
     bd_metrics,
@@ -30,29 +33,45 @@ from vqcodec.evaluation import (
     measure,
     run_classical,
 )
+from vqcodec.refine import REFINE_STEPS
 from vqcodec.viewer import Variant, measured, viewer_html
 
+REFINED = "+refine"  # NAME+refine, NAME+refineN: the model's levels encoded with refinement, a curve of its own
 
-def learned_points(name: str) -> list[tuple[str, object]]:
-    """(setting, codec object) for every shipped level of a learned model."""
+
+def learned_spec(codec: str) -> tuple[str, int]:
+    """A learned codec of the report -> (model name, refinement steps): ``vq`` -> ("vq", 0),
+    ``vq+refine`` -> ("vq", REFINE_STEPS), ``vq+refine20`` -> ("vq", 20)."""
+    name, refined, steps = codec.partition(REFINED)
+    if not refined:
+        return name, 0
+    if steps and not steps.isdigit():
+        raise ValueError(f"bad codec {codec!r}: refinement steps must be a number, as in {name}{REFINED}20")
+    return name, int(steps) if steps else REFINE_STEPS
+
+
+def learned_points(codec: str, device: str = "cpu") -> list[tuple[str, Encoder, Decoder]]:
+    """(setting, encode, decode) for every shipped level of a learned model (``learned_spec``)."""
     from vqcodec.api import load_codec
     from vqcodec.zoo import shipped
 
-    return [(f"q{i.quality}", load_codec(name, i.quality)) for i in shipped() if i.name == name]
+    name, refine = learned_spec(codec)
+    models = [(f"q{i.quality}", load_codec(name, i.quality, device)) for i in shipped() if i.name == name]
+    return [(setting, partial(model.compress, refine=refine), model.decompress) for setting, model in models]
 
 
-def measure_all(files: list[Path], codecs: list[str], workers: int) -> list[Measurement]:
+def measure_all(files: list[Path], codecs: list[str], workers: int, device: str = "cpu") -> list[Measurement]:
     rows: list[Measurement] = []
     for codec in codecs:
         if codec in CLASSICAL:
             rows += run_classical(codec, files, workers)
             continue
-        points = learned_points(codec)
+        points = learned_points(codec, device)
         if not points:
             raise ValueError(f"unknown codec {codec!r}: not a classical codec and no shipped model of that name")
-        for setting, model in points:
+        for setting, encode, decode in points:
             for path in tqdm(files, desc=f"{codec} {setting}", leave=False, dynamic_ncols=True):
-                rows.append(measure(path.name, codec, setting, load_rgb(path), model.compress, model.decompress))
+                rows.append(measure(path.name, codec, setting, load_rgb(path), encode, decode))
     return rows
 
 
@@ -123,12 +142,12 @@ def baseline_comparison(rows: list[Measurement], codecs: list[str]) -> list[dict
     return out
 
 
-def core_hours(name: str) -> str:
+def core_hours(codec: str) -> str:
     """A learned model's training core-hours, as a table cell."""
     from vqcodec.zoo import training_core_hours
 
     try:
-        hours, complete, estimated, gpu = training_core_hours(name)
+        hours, complete, estimated, gpu = training_core_hours(learned_spec(codec)[0])
     except VQCodecError:
         return "n/a"
     if not hours:
@@ -234,11 +253,9 @@ def plot(rows: list[Measurement], codecs: list[str], anchors: dict[str, dict], m
     plt.close(fig)
 
 
-def gallery(rows: list[Measurement], files: list[Path], codecs: list[str]) -> list[Variant]:
+def gallery(rows: list[Measurement], files: list[Path], codecs: list[str], device: str = "cpu") -> list[Variant]:
     """The first image, whole, for the viewer: the original and each codec at its rate point
     nearest the first learned codec's rate."""
-    from vqcodec.api import load_codec
-
     path = files[0]
     img = load_rgb(path)
     target_codec = next((c for c in codecs if c not in CLASSICAL), codecs[0])
@@ -247,11 +264,8 @@ def gallery(rows: list[Measurement], files: list[Path], codecs: list[str]) -> li
     for codec in codecs:
         cands = [r for r in rows if r.codec == codec and r.image == path.name]
         best = min(cands, key=lambda r: abs(r.bpp - target))
-        if codec in CLASSICAL:
-            enc, dec = next((e, d) for s, e, d in classical_points(codec) if s == best.setting)
-        else:
-            model = load_codec(codec, int(best.setting[1:]))
-            enc, dec = model.compress, model.decompress
+        points = classical_points(codec) if codec in CLASSICAL else learned_points(codec, device)
+        enc, dec = next((e, d) for s, e, d in points if s == best.setting)
         data = enc(img)
         variants.append(measured(codec, f"{codec} {best.setting}", img, data, dec(data)))
     return variants
@@ -427,8 +441,10 @@ def run_eval(
     workers: int = 1,
     anchor: str = "jpeg",
     anchors_dir: str | None = None,
+    device: str = "cpu",
 ) -> dict:
-    """Measure ``codecs`` on the images in ``dataset`` and write the report into ``out``."""
+    """Measure ``codecs`` on the images in ``dataset`` and write the report into ``out``; the
+    learned ones run on ``device``."""
     files = image_files(dataset)[:limit]
     if not files:
         raise ValueError(f"no images in {dataset}")
@@ -436,7 +452,7 @@ def run_eval(
         codecs = [anchor, *codecs]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = measure_all(files, codecs, workers)
+    rows = measure_all(files, codecs, workers, device)
     if anchors_dir is None and Path(dataset).resolve().name == "kodak":
         guess = Path(dataset).resolve().parent.parent / "anchors" / "compressai-kodak"
         anchors_dir = str(guess) if guess.is_dir() else None
@@ -446,7 +462,7 @@ def run_eval(
     standings, bd = level_standings(rows, codecs, anchors), reference_bd(rows, codecs)
     plot(rows, codecs, anchors, "psnr", out_dir / "rd-psnr.png")
     plot(rows, codecs, anchors, "ms_ssim_db", out_dir / "rd-msssim.png")
-    variants = gallery(rows, files, codecs)
+    variants = gallery(rows, files, codecs, device)
     report = {
         "dataset": str(dataset),
         "images": [p.name for p in files],
