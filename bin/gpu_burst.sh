@@ -51,6 +51,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee 
 timeout 75 python3 bin/bench_speed.py --images "$IMAGES" --kodak "$PACK/kodak" --no-compressai --device "$DEVICE" \
   > "$OUT/logs/speed-$DEVICE.txt" 2>&1
 tail -8 "$OUT/logs/speed-$DEVICE.txt"
+# encoder-side refinement (--refine 40) at q4: its encode time on this device, and its gain on these images
+timeout 60 python3 bin/refine_gain.py --quality 4 --images "$IMAGES" --folder "$PACK/kodak" --device "$DEVICE" \
+  > "$OUT/logs/refine-$DEVICE.txt" 2>&1
+tail -4 "$OUT/logs/refine-$DEVICE.txt"
 if [ "$DEVICE" != cpu ]; then  # the same first image on this machine's CPU, for the ratio
   timeout 50 python3 bin/bench_speed.py --images 1 --kodak "$PACK/kodak" --no-compressai --device cpu \
     > "$OUT/logs/speed-cpu.txt" 2>&1

@@ -4,7 +4,7 @@ mean rate (8 x file bytes / pixels) and PSNR of each, the encode times, and the 
 rate: the refined point's PSNR against the ladder's Kodak curve (the levels' own points from
 their weights' metadata, interpolated linearly in bpp as the evaluation report does).
 
-    python bin/refine_gain.py --quality 4 --steps 40 [--images 24] [--folder ../shared/data/kodak]
+    python bin/refine_gain.py --quality 4 --steps 40 [--images 24] [--folder ../shared/data/kodak] [--device cuda]
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=REFINE_STEPS)
     ap.add_argument("--images", type=int, default=24, help="the first N images of the folder")
     ap.add_argument("--folder", type=Path, default=KODAK)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
-    codec = load_codec(args.model, args.quality)
+    codec = load_codec(args.model, args.quality, args.device)
     rows: dict[int, list[tuple[float, float, float]]] = {0: [], args.steps: []}
     for path in image_files(args.folder)[: args.images]:
         img = load_rgb(path)
