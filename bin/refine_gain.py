@@ -18,17 +18,10 @@ import numpy as np
 
 from vqcodec.api import load_codec
 from vqcodec.data import image_files, load_rgb
-from vqcodec.evaluation import delta_at_rate, psnr
+from vqcodec.evaluation import gain_at_equal_rate, kodak_curve, psnr
 from vqcodec.refine import REFINE_STEPS
-from vqcodec.zoo import levels
 
 KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kodak"
-
-
-def ladder(model: str) -> tuple[np.ndarray, np.ndarray]:
-    """The ladder's Kodak curve: each level's (bpp, PSNR) from its weights' metadata."""
-    points = sorted((i.meta["metrics"]["kodak_bpp"], i.meta["metrics"]["kodak_psnr"]) for i in levels(model))
-    return np.array([p[0] for p in points]), np.array([p[1] for p in points])
 
 
 def main() -> None:
@@ -61,16 +54,9 @@ def main() -> None:
     print(f"  nearest codes: {plain_bpp:.4f} bpp, {plain_db:.3f} dB, encode median {plain_s:.2f} s")
     print(f"  refine {args.steps}: {bpp:.4f} bpp, {db:.3f} dB, encode median {refined_s:.2f} s")
     print(f"  change: {100 * (bpp / plain_bpp - 1):+.2f}% bits, {db - plain_db:+.3f} dB")
-    # each point against the ladder's curve at its own rate; their difference is the gain, and
-    # on a subset of the images it cancels what the subset's mean puts off the curve
-    plain_off, refined_off = (
-        delta_at_rate(ladder(args.model), (np.array([r]), np.array([d]))) for r, d in ((plain_bpp, plain_db), (bpp, db))
-    )
-    if plain_off is not None and refined_off is not None:
-        print(
-            f"  against the ladder's Kodak curve (levels' points, linear in bpp): nearest codes {plain_off:+.3f} dB,"
-            f" refined {refined_off:+.3f} dB: {refined_off - plain_off:+.3f} dB at equal rate"
-        )
+    gain = gain_at_equal_rate(kodak_curve(args.model), (plain_bpp, plain_db), (bpp, db))
+    if gain is not None:
+        print(f"  against the ladder's Kodak curve (levels' points, linear in bpp): {gain:+.3f} dB at equal rate")
 
 
 if __name__ == "__main__":

@@ -98,6 +98,18 @@ def test_quality_difference_at_the_same_rate_works_for_one_point():
     assert evaluation.delta_at_rate(anchor, (np.array([0.9]), np.array([30.0]))) is None  # outside the range
 
 
+def test_gain_at_equal_rate_is_the_difference_of_two_offsets_from_the_curve():
+    curve = (np.array([0.2, 0.4]), np.array([24.0, 28.0]))
+    # 0.25 bpp lies 0.5 dB below the curve's 25.0, 0.35 bpp 0.5 dB above its 27.0
+    assert evaluation.gain_at_equal_rate(curve, (0.25, 24.5), (0.35, 27.5)) == pytest.approx(1.0)
+    assert evaluation.gain_at_equal_rate(curve, (0.25, 24.5), (0.5, 30.0)) is None
+
+
+def test_the_kodak_curve_of_a_shipped_model_rises_with_its_levels():
+    bpp, psnr = evaluation.kodak_curve("vq")
+    assert len(bpp) >= 6 and np.all(np.diff(bpp) > 0) and np.all(np.diff(psnr) > 0)
+
+
 def test_learned_codecs_are_compared_with_the_scalar_baselines():
     from vqcodec.report import baseline_comparison, comparison_rows, core_hours
 

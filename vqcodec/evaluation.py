@@ -197,6 +197,24 @@ def delta_at_rate(anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray,
     return float(np.mean(dt[inside] - np.interp(rt[inside], ra, da))) if inside.any() else None
 
 
+def kodak_curve(model: str) -> tuple[np.ndarray, np.ndarray]:
+    """A shipped model's Kodak curve: each level's (bpp, PSNR) from its weights' metadata."""
+    from vqcodec.zoo import levels
+
+    points = sorted((i.meta["metrics"]["kodak_bpp"], i.meta["metrics"]["kodak_psnr"]) for i in levels(model))
+    return np.array([p[0] for p in points]), np.array([p[1] for p in points])
+
+
+def gain_at_equal_rate(
+    curve: tuple[np.ndarray, np.ndarray], before: tuple[float, float], after: tuple[float, float]
+) -> float | None:
+    """How far (dB) the (bpp, PSNR) point ``after`` lies above ``curve`` at its rate, less how far
+    ``before`` does: the gain of a change at equal rate. Measured on a subset of images (or
+    another folder than the curve's), the difference cancels what the subset puts off the curve."""
+    offsets = [delta_at_rate(curve, (np.array([r]), np.array([d]))) for r, d in (before, after)]
+    return None if None in offsets else offsets[1] - offsets[0]
+
+
 def bd_metrics(anchor: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray]) -> dict[str, float | None]:
     """BD-rate (%) and BD-PSNR (dB) of ``test`` against ``anchor`` over their overlap (Bjontegaard,
     VCEG-M33, with the `bjontegaard` package's pchip interpolation). None where the curves have
