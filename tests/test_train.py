@@ -18,7 +18,7 @@ from vqcodec.train import (
     cosine_lr,
     export_baseline,
     export_codec,
-    finetune_part,
+    finetune_decoder,
     load_prior,
     load_run,
     load_vqvae,
@@ -254,28 +254,11 @@ def test_decoder_finetuning_keeps_the_indices(folders, tmp_path):
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         before_idx, before_img = trained.encode(x), trained.decode(trained.encode(x))
-    tuned = finetune_part(load_vqvae(vq_dir), config(folders, tmp_path / "dec", 3), "decoder")
+    tuned = finetune_decoder(load_vqvae(vq_dir), config(folders, tmp_path / "dec", 3))
     with torch.no_grad():
         assert torch.equal(tuned.encode(x), before_idx)
         assert not torch.allclose(tuned.decode(before_idx), before_img)
     assert torch.equal(load_vqvae(tmp_path / "dec").quantizer.codebook, trained.quantizer.codebook)
-
-
-def test_encoder_finetuning_keeps_decoder_and_codebook_and_records_its_stage(folders, tmp_path, tiny_weights):
-    """The earlier model's files decode unchanged with the new one, which supersedes it."""
-    old = load_vqvae(tiny_weights)
-    tuned = finetune_part(load_vqvae(tiny_weights), config(folders, tmp_path / "enc", 3), "encoder", tiny_weights)
-    for name, value in old.state_dict().items():
-        same = torch.equal(value, tuned.state_dict()[name])
-        assert same != name.startswith("encoder."), name
-    info = export_codec(str(tmp_path / "enc"), tiny_weights, "tiny", 1, str(tmp_path / "x.safetensors"), None)
-    assert list(info.meta["training"]["steps"])[-1] == "encoder"
-    assert info.meta["supersedes"][0]["id"] == read_info(tiny_weights).model_id.hex()
-    data = VQCodec.from_weights(read_info(tiny_weights)).compress(Image.fromarray(smooth_image(32, 48, seed=3)))
-    new = VQCodec.from_weights(info)
-    assert np.array_equal(
-        np.asarray(new.decompress(data)), np.asarray(VQCodec.from_weights(read_info(tiny_weights)).decompress(data))
-    )
 
 
 @pytest.mark.parametrize("hyper", [0, 4])
@@ -428,9 +411,7 @@ def test_decoder_of_a_weights_file_is_finetuned_and_its_files_still_decode(
     old_codec = VQCodec.from_weights(old)
     data = old_codec.compress(smooth_image(40, 48))
     vqvae = load_vqvae(tiny_weights)
-    finetune_part(
-        grow_decoder(vqvae, grow) if grow else vqvae, config(folders, tmp_path / "dec", 3), "decoder", tiny_weights
-    )
+    finetune_decoder(grow_decoder(vqvae, grow) if grow else vqvae, config(folders, tmp_path / "dec", 3), tiny_weights)
     new = export_codec(str(tmp_path / "dec"), tiny_weights, "tiny", 1, str(tmp_path / "new.safetensors"), None)
     assert new.meta["vqvae_config"]["decoder_blocks"] == grow
 
@@ -476,7 +457,7 @@ def test_a_level_exported_in_place_keeps_its_record_and_stores_float16(folders, 
     level = tmp_path / "tiny-q1.safetensors"
     shutil.copy(tiny_weights, level)
     old = read_info(level)
-    finetune_part(load_vqvae(level), config(folders, tmp_path / "dec", 2), "decoder", str(level))
+    finetune_decoder(load_vqvae(level), config(folders, tmp_path / "dec", 2), str(level))
     for _ in range(2):  # the second export reads the first one where the source was: same record
         info = export_codec(str(tmp_path / "dec"), str(level), "tiny", 1, str(tmp_path / "x.safetensors"), None)
         shutil.copy(tmp_path / "x.safetensors", level)

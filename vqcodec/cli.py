@@ -594,26 +594,11 @@ def train_vqvae_cmd(ctx, init_from, config_file, **options) -> None:
 def train_decoder_cmd(ctx, vqvae_src, grow, config_file, **options) -> None:
     """Optional stage: more decoder-only steps (encoder and codebook frozen, so indices do not change)."""
     from vqcodec.models.vqvae import VQVAEConfig, grow_decoder
-    from vqcodec.train import finetune_part, load_vqvae
+    from vqcodec.train import finetune_decoder, load_vqvae
 
     _, cfg = stage_configs(config_file, VQVAEConfig, options, ctx)
     vqvae = load_vqvae(vqvae_src)
-    finetune_part(grow_decoder(vqvae, grow) if grow else vqvae, cfg, "decoder", vqvae_src)
-
-
-@train.command("encoder")
-@click.option("--vqvae", "vqvae_src", required=True, help="The trained VQ-VAE: a run directory or a VQ weights file.")
-@train_options
-@click.pass_context
-def train_encoder_cmd(ctx, vqvae_src, config_file, **options) -> None:
-    """Optional stage: encoder-only steps on the decoded image's error (decoder, codebook and
-    prior frozen, so the model's earlier files still decode): the encoder learns the codes that
-    decode best, the choice `vqcodec compress --refine` searches for image by image."""
-    from vqcodec.models.vqvae import VQVAEConfig
-    from vqcodec.train import finetune_part, load_vqvae
-
-    _, cfg = stage_configs(config_file, VQVAEConfig, options, ctx)
-    finetune_part(load_vqvae(vqvae_src), cfg, "encoder", vqvae_src)
+    finetune_decoder(grow_decoder(vqvae, grow) if grow else vqvae, cfg, vqvae_src)
 
 
 @train.command("prior")

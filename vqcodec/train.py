@@ -392,27 +392,19 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig, init: str | None = Non
     return run.final.eval()
 
 
-FROZEN = {"decoder": ("encoder", "quantizer"), "encoder": ("decoder", "quantizer")}
+def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, source: str | None = None) -> VQVAE:
+    """Train only the decoder of a trained VQ-VAE, encoder and codebook frozen (``source``: where
+    it came from, a run directory or weights file, recorded for the export's metadata).
 
-
-def finetune_part(vqvae: VQVAE, cfg: TrainConfig, part: str, source: str | None = None) -> VQVAE:
-    """Train one half of a trained VQ-VAE on the reconstruction's squared error, the other half
-    and the codebook frozen (``source``: where it came from, a run directory or weights file,
-    recorded for the export's metadata).
-
-    ``part="decoder"``: the indices (and so the rate, and the prior trained on them) do not
-    change, while the decoder gets more steps for the same time: its pass is about half of the
-    model's cost. ``part="encoder"``: the encoder learns to choose the codes that decode closest
-    to the image (the gradient crosses the nearest-code search straight through), not the codes
-    nearest its latent; the codebook, decoder and prior stay valid, so the files of the model it
-    came from decode unchanged. This amortises the per-image search of ``vqcodec.refine``.
+    The indices (and so the rate, and the prior trained on them) do not change, while the
+    decoder gets more steps for the same time: its pass is about half of the model's cost.
     """
     seed_everything(cfg)
     vqvae.eval()  # no EMA codebook updates
-    for p in (p for name in FROZEN[part] for p in getattr(vqvae, name).parameters()):
+    for p in [*vqvae.encoder.parameters(), *vqvae.quantizer.parameters()]:
         p.requires_grad_(False)
     base = {"source": str(source), **vqvae_origin(source), "training": training_record(source)} if source else {}
-    run = Run(cfg, vqvae, vqvae.cfg.to_dict(), part, base=base, part=part)
+    run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base)
     data = run.data(cfg.data)
     if run.step == 0 and run.rank == 0:  # where the learning curve starts
         run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
@@ -420,7 +412,7 @@ def finetune_part(vqvae: VQVAE, cfg: TrainConfig, part: str, source: str | None 
     while run.running:
         x = run.batch(data)
         with run.autocast():
-            y, _, _ = run.net(x)  # in eval mode: decoder(codebook vectors), straight through to the encoder
+            y, _, _ = run.net(x)  # in eval mode: decoder(codebook vectors of the fixed indices)
         mse = F.mse_loss(y, x)
         run.optimize(mse)
         if run.step % 50 == 0:
@@ -717,10 +709,10 @@ def training_record(source: str | Path) -> dict:
 
         return split_stages(read_info(source).meta.get("training", {}), "prior")[0]
     config = json.loads((Path(source) / "config.json").read_text())
-    if config.get("base"):  # a fine-tuning of one half of another VQ-VAE, whose record it kept when it started
+    if config.get("base"):  # a decoder fine-tuning of another VQ-VAE, whose record it kept when it started
         base = config["base"]
         before = base["training"] if "training" in base else training_record(base["source"])
-        return add_stage(before, config.get("part", "decoder"), config["train"], run_budget(source))
+        return add_stage(before, "decoder", config["train"], run_budget(source))
     init = config.get("init") or {}
     origin = {k: v for k, v in init.items() if k != "training"}
     if "training" in init and same_architecture(init["model"], config["model"]):
