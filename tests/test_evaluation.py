@@ -92,6 +92,47 @@ def test_eval_measures_a_refined_model_as_a_codec_of_its_own(tmp_path, tiny_weig
     assert "tiny+refine5" in (tmp_path / "report" / "report.md").read_text()
 
 
+def test_an_evaluation_resumes_from_its_measurements_and_remeasures_a_changed_model(
+    tmp_path, tiny_weights, monkeypatch
+):
+    import json
+
+    from vqcodec import api, report, zoo
+
+    monkeypatch.setattr(zoo, "shipped", lambda: (zoo.read_info(tiny_weights),))
+    api._load.cache_clear()
+    data = tmp_path / "images"
+    data.mkdir()
+    for n in range(2):
+        Image.fromarray(smooth_image(32, 48, seed=n)).save(data / f"{n}.png")
+    log = tmp_path / "measurements.jsonl"
+    first = run_eval(str(data), ["jpeg", "tiny"], str(tmp_path / "a"), measurements=str(log))
+    lines = log.read_text().splitlines()
+    assert len(lines) == len(first["measurements"]) == 2 * (len(evaluation.CLASSICAL["jpeg"][2]) + 1)
+
+    # image 0's line of the tiny model says another weights id, and image 1's was cut short
+    entries = [json.loads(line) for line in lines]
+    assert [(e["codec"], e["image"]) for e in entries[-2:]] == [("tiny", "0.png"), ("tiny", "1.png")]
+    entries[-2]["model"] = "0" * 16
+    log.write_text("".join(json.dumps(e) + "\n" for e in entries[:-1]) + lines[-1][:20])
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(args[:3])
+        return real(*args, **kwargs)
+
+    real = evaluation.measure
+    monkeypatch.setattr(evaluation, "measure", counting)
+    monkeypatch.setattr(report, "measure", counting)
+    second = run_eval(str(data), ["jpeg", "tiny"], str(tmp_path / "b"), measurements=str(log))
+    api._load.cache_clear()
+    assert calls == [("0.png", "tiny", "q1"), ("1.png", "tiny", "q1")]
+    assert [m["bpp"] for m in second["measurements"]] == [m["bpp"] for m in first["measurements"]]
+    assert {m["model"] for m in second["measurements"] if m["codec"] == "tiny"} == {
+        zoo.read_info(tiny_weights).model_id.hex()
+    }
+
+
 def test_quality_difference_at_the_same_rate_works_for_one_point():
     anchor = (np.array([0.2, 0.4]), np.array([24.0, 28.0]))
     assert evaluation.delta_at_rate(anchor, (np.array([0.3]), np.array([27.0]))) == pytest.approx(1.0)

@@ -393,7 +393,14 @@ def main(argv: list[str] | None = None) -> None:
 @click.option("--anchor", default="jpeg", show_default=True, help="Codec that BD numbers are measured against.")
 @click.option("--anchors-dir", default=None, help="Published curves (CompressAI JSON) to draw dashed.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda, for the learned codecs.")
-def eval_cmd(dataset, codecs, out, limit, workers, anchor, anchors_dir, device) -> None:
+@click.option(
+    "--measurements",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A JSON-lines file that keeps each measurement as it is made and reuses those already in it "
+    "(same image, codec, setting and weights id): an interrupted evaluation resumes.",
+)
+def eval_cmd(dataset, codecs, out, limit, workers, anchor, anchors_dir, device, measurements) -> None:
     """Rate-distortion evaluation: report.json, report.md, report.html with plots and crops.
 
     A learned codec written NAME+refine (or NAME+refineN) is the model's levels encoded with
@@ -403,7 +410,7 @@ def eval_cmd(dataset, codecs, out, limit, workers, anchor, anchors_dir, device) 
     from vqcodec.report import run_eval
 
     try:
-        report = run_eval(dataset, codecs.split(","), out, limit, workers, anchor, anchors_dir, device)
+        report = run_eval(dataset, codecs.split(","), out, limit, workers, anchor, anchors_dir, device, measurements)
     except ValueError as e:
         raise VQCodecError(str(e)) from e
     click.echo(Path(out, "report.md").read_text())

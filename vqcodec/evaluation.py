@@ -9,6 +9,7 @@ in dB as -10 log10(1 - MS-SSIM) as the field reports it.
 from __future__ import annotations
 
 import io
+import json
 import math
 import multiprocessing
 import time
@@ -40,6 +41,40 @@ class Measurement:
     ms_ssim_db: float
     encode_s: float
     decode_s: float
+    model: str = ""  # what coded it: a learned level's weights id, or the Pillow of a classical codec
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return self.image, self.codec, self.setting, self.model
+
+
+class MeasurementLog:
+    """Measurements appended to a JSON-lines file as they are made, and those already in it
+    reused (same image, codec, setting and model), so that a long evaluation (refined levels on a
+    CPU take minutes an image) can be interrupted and resumed, or run a few codecs at a time. A
+    model's weights id is part of the key: a retrained level is measured again. No path: a log
+    that keeps nothing."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else None
+        self.done: dict[tuple[str, str, str, str], Measurement] = {}
+        if self.path and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    m = Measurement(**json.loads(line))
+                except (ValueError, TypeError):  # a line cut short when a run was killed
+                    continue
+                self.done[m.key] = m
+
+    def get(self, image: str, codec: str, setting: str, model: str) -> Measurement | None:
+        return self.done.get((image, codec, setting, model))
+
+    def add(self, m: Measurement) -> Measurement:
+        self.done[m.key] = m
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(asdict(m)) + "\n")
+        return m
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -71,7 +106,9 @@ def ms_ssim_db(value: float) -> float:
     return math.inf if value >= 1 else -10 * math.log10(1 - value)
 
 
-def measure(name: str, codec: str, setting: str, img: Image.Image, encode: Encoder, decode: Decoder) -> Measurement:
+def measure(
+    name: str, codec: str, setting: str, img: Image.Image, encode: Encoder, decode: Decoder, model: str = ""
+) -> Measurement:
     """Code one RGB image both ways and measure rate, distortion and time."""
     start = time.perf_counter()
     data = encode(img)
@@ -91,6 +128,7 @@ def measure(name: str, codec: str, setting: str, img: Image.Image, encode: Encod
         ms_ssim_db(ms),
         mid - start,
         end - mid,
+        model,
     )
 
 
@@ -145,26 +183,41 @@ def classical_points(codec: str) -> list[tuple[str, Encoder, Decoder]]:
     return points
 
 
+CLASSICAL_MODEL = f"Pillow {Image.__version__}"  # the codec libraries come with Pillow's wheels
+
+
 def _classical_job(args: tuple[str, int, str]) -> list[Measurement]:
     path, index, codec = args
     setting, encode, decode = classical_points(codec)[index]
-    return [measure(Path(path).name, codec, setting, load_rgb(path), encode, decode)]
+    return [measure(Path(path).name, codec, setting, load_rgb(path), encode, decode, CLASSICAL_MODEL)]
 
 
-def run_classical(codec: str, files: list[Path], workers: int = 1) -> list[Measurement]:
-    """Every image at every rate point of a classical codec, in ``workers`` processes."""
+def run_classical(
+    codec: str, files: list[Path], workers: int = 1, log: MeasurementLog | None = None
+) -> list[Measurement]:
+    """Every image at every rate point of a classical codec, in ``workers`` processes (those in
+    ``log`` taken from it, the others added to it)."""
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm
 
-    jobs = [(str(p), i, codec) for p in files for i in range(len(CLASSICAL[codec][2]))]
-    bar = {"desc": codec, "total": len(jobs), "leave": False, "dynamic_ncols": True}
+    log = log or MeasurementLog()
+    settings = [s for s, _, _ in classical_points(codec)]
+    jobs = [(str(p), i, codec) for p in files for i in range(len(settings))]
+    todo = [j for j in jobs if not log.get(Path(j[0]).name, codec, settings[j[1]], CLASSICAL_MODEL)]
+    bar = {"desc": codec, "total": len(todo), "leave": False, "dynamic_ncols": True}
     if workers <= 1:
-        return [m for job in tqdm(jobs, **bar) for m in _classical_job(job)]
-    # spawn, not fork: forking a process whose torch thread pools are running deadlocks the children
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        return [m for batch in tqdm(pool.map(_classical_job, jobs), **bar) for m in batch]
+        for job in tqdm(todo, **bar):
+            for m in _classical_job(job):
+                log.add(m)
+    else:
+        # spawn, not fork: forking a process whose torch thread pools are running deadlocks the children
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=spawn, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            for batch in tqdm(pool.map(_classical_job, todo), **bar):
+                for m in batch:
+                    log.add(m)
+    return [log.get(Path(p).name, codec, settings[i], CLASSICAL_MODEL) for p, i, _ in jobs]
 
 
 def curve(rows: list[Measurement], codec: str, metric: str = "psnr") -> tuple[np.ndarray, np.ndarray]:

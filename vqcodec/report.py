@@ -25,6 +25,7 @@ from vqcodec.evaluation import (
     Decoder,
     Encoder,
     Measurement,
+    MeasurementLog,
     as_dicts,
     bd_metrics,
     classical_points,
@@ -50,28 +51,33 @@ def learned_spec(codec: str) -> tuple[str, int]:
     return name, int(steps) if steps else REFINE_STEPS
 
 
-def learned_points(codec: str, device: str = "cpu") -> list[tuple[str, Encoder, Decoder]]:
-    """(setting, encode, decode) for every shipped level of a learned model (``learned_spec``)."""
+def learned_points(codec: str, device: str = "cpu") -> list[tuple[str, Encoder, Decoder, str]]:
+    """(setting, encode, decode, weights id) for every shipped level of a learned model (``learned_spec``)."""
     from vqcodec.api import load_codec
     from vqcodec.zoo import shipped
 
     name, refine = learned_spec(codec)
     models = [(f"q{i.quality}", load_codec(name, i.quality, device)) for i in shipped() if i.name == name]
-    return [(setting, partial(model.compress, refine=refine), model.decompress) for setting, model in models]
+    return [(s, partial(m.compress, refine=refine), m.decompress, m.info.model_id.hex()) for s, m in models]
 
 
-def measure_all(files: list[Path], codecs: list[str], workers: int, device: str = "cpu") -> list[Measurement]:
+def measure_all(
+    files: list[Path], codecs: list[str], workers: int, device: str = "cpu", log: MeasurementLog | None = None
+) -> list[Measurement]:
+    """Every image with every codec at each of its rate points; what ``log`` holds is reused."""
+    log = log or MeasurementLog()
     rows: list[Measurement] = []
     for codec in codecs:
         if codec in CLASSICAL:
-            rows += run_classical(codec, files, workers)
+            rows += run_classical(codec, files, workers, log)
             continue
         points = learned_points(codec, device)
         if not points:
             raise ValueError(f"unknown codec {codec!r}: not a classical codec and no shipped model of that name")
-        for setting, encode, decode in points:
+        for setting, encode, decode, model in points:
             for path in tqdm(files, desc=f"{codec} {setting}", leave=False, dynamic_ncols=True):
-                rows.append(measure(path.name, codec, setting, load_rgb(path), encode, decode))
+                done = log.get(path.name, codec, setting, model)
+                rows.append(done or log.add(measure(path.name, codec, setting, load_rgb(path), encode, decode, model)))
     return rows
 
 
@@ -265,7 +271,7 @@ def gallery(rows: list[Measurement], files: list[Path], codecs: list[str], devic
         cands = [r for r in rows if r.codec == codec and r.image == path.name]
         best = min(cands, key=lambda r: abs(r.bpp - target))
         points = classical_points(codec) if codec in CLASSICAL else learned_points(codec, device)
-        enc, dec = next((e, d) for s, e, d in points if s == best.setting)
+        enc, dec = next((e, d) for s, e, d, *_ in points if s == best.setting)
         data = enc(img)
         variants.append(measured(codec, f"{codec} {best.setting}", img, data, dec(data)))
     return variants
@@ -442,9 +448,11 @@ def run_eval(
     anchor: str = "jpeg",
     anchors_dir: str | None = None,
     device: str = "cpu",
+    measurements: str | None = None,
 ) -> dict:
     """Measure ``codecs`` on the images in ``dataset`` and write the report into ``out``; the
-    learned ones run on ``device``."""
+    learned ones run on ``device``. ``measurements``: a JSON-lines file that keeps every
+    measurement as it is made and gives back those already there (``MeasurementLog``)."""
     files = image_files(dataset)[:limit]
     if not files:
         raise ValueError(f"no images in {dataset}")
@@ -452,7 +460,7 @@ def run_eval(
         codecs = [anchor, *codecs]
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = measure_all(files, codecs, workers, device)
+    rows = measure_all(files, codecs, workers, device, MeasurementLog(measurements))
     if anchors_dir is None and Path(dataset).resolve().name == "kodak":
         guess = Path(dataset).resolve().parent.parent / "anchors" / "compressai-kodak"
         anchors_dir = str(guess) if guess.is_dir() else None
