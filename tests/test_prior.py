@@ -106,6 +106,9 @@ def test_int8_matrix_products_give_the_float_networks_logits(batch, monkeypatch)
         assert torch.equal(fast.group_logits(a), reference.group_logits(b))
         assert torch.equal(fast.member_logits(a, groups), reference.member_logits(b, groups))
         assert reference.logits(ctx).abs().max() > 16  # not all zero
+        # only the group's members are computed: the same integers as the whole output layer's
+        whole = reference._output(b, cfg.layers).view(batch, cfg.groups, cfg.members)[torch.arange(batch), groups]
+        assert torch.equal(reference.member_logits(b, groups), whole)
 
 
 @pytest.mark.parametrize("quantized", [False, True])
