@@ -5,6 +5,13 @@ rate: the refined point's PSNR against the ladder's Kodak curve (the levels' own
 their weights' metadata, interpolated linearly in bpp as the evaluation report does).
 
     python bin/refine_gain.py --quality 4 --steps 40 [--images 24] [--folder ../shared/data/kodak] [--device cuda]
+
+With ``--measurements FILE`` (the log of ``vqcodec eval --codecs vq,vq+refine,webp,avif
+--measurements FILE``, which may be partial) it measures nothing: for every level whose refined
+files are logged for all the images its plain files are, it prints both points, the gain at
+equal rate against the logged ladder, and each point's PSNR against WebP and AVIF at its rate.
+
+    python bin/refine_gain.py --measurements docs/kodak-measurements.jsonl
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ import numpy as np
 
 from vqcodec.api import load_codec
 from vqcodec.data import image_files, load_rgb
-from vqcodec.evaluation import gain_at_equal_rate, kodak_curve, psnr
+from vqcodec.evaluation import MeasurementLog, curve, delta_at_rate, gain_at_equal_rate, kodak_curve, psnr
 from vqcodec.refine import REFINE_STEPS
+from vqcodec.report import REFINED
+from vqcodec.zoo import levels
 
 KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kodak"
 
@@ -32,7 +41,11 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=24, help="the first N images of the folder")
     ap.add_argument("--folder", type=Path, default=KODAK)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--measurements", type=Path, default=None, help="summarise this evaluation log instead")
     args = ap.parse_args()
+    if args.measurements:
+        summarise(args.measurements, args.model, args.steps)
+        return
 
     codec = load_codec(args.model, args.quality, args.device)
     rows: dict[int, list[tuple[float, float, float]]] = {0: [], args.steps: []}
@@ -57,6 +70,35 @@ def main() -> None:
     gain = gain_at_equal_rate(kodak_curve(args.model), (plain_bpp, plain_db), (bpp, db))
     if gain is not None:
         print(f"  against the ladder's Kodak curve (levels' points, linear in bpp): {gain:+.3f} dB at equal rate")
+
+
+def summarise(log_path: Path, model: str, steps: int) -> None:
+    """The refined levels of an evaluation log against its plain ladder and classical codecs."""
+    current = {f"q{i.quality}": i.model_id.hex() for i in levels(model)}  # older models' lines are left out
+    rows = [r for r in MeasurementLog(log_path).done.values() if current.get(r.setting, r.model) == r.model]
+    refined_name = model + REFINED + ("" if steps == REFINE_STEPS else str(steps))
+    ladder = curve(rows, model)
+    classical = {c: curve(rows, c) for c in ("webp", "avif") if any(r.codec == c for r in rows)}
+    print(f"{refined_name} against {model} ({log_path}):")
+    for setting in sorted({r.setting for r in rows if r.codec == model}, key=lambda s: int(s[1:])):
+        plain = {r.image: r for r in rows if r.codec == model and r.setting == setting}
+        refined = {r.image: r for r in rows if r.codec == refined_name and r.setting == setting}
+        if not plain or set(plain) - set(refined):
+            print(f"  {setting}: {len(set(plain) & set(refined))} of {len(plain)} images refined")
+            continue
+        points = [tuple(np.mean([[r.bpp, r.psnr] for r in rs.values()], axis=0)) for rs in (plain, refined)]
+        encode = [statistics.median(r.encode_s for r in rs.values()) for rs in (plain, refined)]
+        (b0, d0), (b1, d1) = points
+        gain = gain_at_equal_rate(ladder, points[0], points[1])
+        line = (
+            f"  {setting}: {b0:.4f} bpp {d0:.3f} dB -> {b1:.4f} bpp {d1:.3f} dB ({100 * (b1 / b0 - 1):+.2f}% bits,"
+            f" {d1 - d0:+.3f} dB), at equal rate {'n/a' if gain is None else f'{gain:+.3f}'} dB;"
+            f" encode {encode[0]:.2f} -> {encode[1]:.1f} s"
+        )
+        for name, anchor in classical.items():
+            deltas = [delta_at_rate(anchor, (np.array([b]), np.array([d]))) for b, d in points]
+            line += "; vs " + name + " " + " -> ".join("n/a" if x is None else f"{x:+.2f}" for x in deltas)
+        print(line)
 
 
 if __name__ == "__main__":
