@@ -8,7 +8,7 @@ reported, so the ratios are fair on a shared machine. CompressAI is optional
 times the same as trained weights. Also reports the time of each stage, the same stages as
 version 0.1 ran them (one stripe, float prior, float32 decoder), the rate change of the
 stripes, the bfloat16 decoder's pixel differences from float32, (--levels) every level's
-decode time, (--groups) the prior + range decode time of each level's prior against a prior of
+encode and decode time, (--groups) the prior + range decode time of each level's prior against a prior of
 the same size with groups (format version 3), and (--sizes) how decode time grows with image size.
 """
 
@@ -182,7 +182,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="vq")
     ap.add_argument("--quality", type=int, default=None)
-    ap.add_argument("--levels", action="store_true", help="also time decoding at every level of the model")
+    ap.add_argument("--levels", action="store_true", help="also time every level of the model")
     ap.add_argument("--groups", action="store_true", help="also time priors with groups (format version 3)")
     ap.add_argument("--no-compressai", action="store_true")
     ap.add_argument("--sizes", action="store_true", help="decode time vs image size, 256^2..2048^2")
@@ -244,10 +244,12 @@ def main() -> None:
     )
 
     if args.levels:
-        print("\ndecode seconds per level (median over the images):")
+        print("\nencode and decode seconds per level (medians over the images):")
         for info in levels(args.model):
             level = vqcodec.load_codec(args.model, info.quality, args.device)
-            print(f"  q{info.quality}: {statistics.median(time_vqcodec(level, img)[1] for img in images):.3f}")
+            times = [time_vqcodec(level, img) for img in images]
+            encode, decode = (statistics.median(t) for t in zip(*times, strict=True))
+            print(f"  q{info.quality}: encode {encode:.3f}, decode {decode:.3f}")
 
     if args.groups:
         print("\nprior + range decode seconds (median over the images), the level's prior against one with groups:")
