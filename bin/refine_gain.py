@@ -26,7 +26,7 @@ import numpy as np
 from vqcodec.api import load_codec
 from vqcodec.data import image_files, load_rgb
 from vqcodec.evaluation import MeasurementLog, curve, delta_at_rate, gain_at_equal_rate, kodak_curve, psnr
-from vqcodec.refine import REFINE_STEPS
+from vqcodec.refine import REFINE_RATE, REFINE_STEPS
 from vqcodec.report import REFINED
 from vqcodec.zoo import levels
 
@@ -74,9 +74,14 @@ def main() -> None:
 
 def summarise(log_path: Path, model: str, steps: int) -> None:
     """The refined levels of an evaluation log against its plain ladder and classical codecs."""
-    current = {f"q{i.quality}": i.model_id.hex() for i in levels(model)}  # older models' lines are left out
-    rows = [r for r in MeasurementLog(log_path).done.values() if current.get(r.setting, r.model) == r.model]
     refined_name = model + REFINED + ("" if steps == REFINE_STEPS else str(steps))
+    current = {f"q{i.quality}": i.model_id.hex() for i in levels(model)}  # other models' lines are left out
+    method = {model: "", refined_name: f" rate={REFINE_RATE}"}
+    rows = [
+        r
+        for r in MeasurementLog(log_path).done.values()
+        if r.setting not in current or r.model == current[r.setting] + method.get(r.codec, "")
+    ]
     ladder = curve(rows, model)
     classical = {c: curve(rows, c) for c in ("webp", "avif") if any(r.codec == c for r in rows)}
     print(f"{refined_name} against {model} ({log_path}):")

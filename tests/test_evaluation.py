@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from vqcodec import evaluation
+from vqcodec.refine import REFINE_RATE
 from vqcodec.report import run_eval
 
 from .conftest import smooth_image
@@ -88,7 +89,8 @@ def test_eval_measures_a_refined_model_as_a_codec_of_its_own(tmp_path, tiny_weig
     api._load.cache_clear()
     plain, refined = ([m for m in report["measurements"] if m["codec"] == c] for c in ("tiny", "tiny+refine5"))
     assert len(plain) == len(refined) == 1
-    assert refined[0]["psnr"] > plain[0]["psnr"]
+    assert (refined[0]["bytes"], refined[0]["psnr"]) != (plain[0]["bytes"], plain[0]["psnr"])
+    assert refined[0]["model"] == f"{plain[0]['model']} rate={REFINE_RATE}"  # a new rate weight is measured anew
     assert "tiny+refine5" in (tmp_path / "report" / "report.md").read_text()
 
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 from vqcodec import VQCodecError
 from vqcodec.codec import pixels
+from vqcodec.entropy import grid_bits
 from vqcodec.refine import refine_indices
 
 from .conftest import smooth_image
@@ -19,10 +20,14 @@ def decoded_error(codec, x: torch.Tensor, idx: torch.Tensor) -> float:
         return (codec.synthesis(idx).clamp(0, 1) - x).square().mean().item()
 
 
-def refine(codec, x: torch.Tensor, steps: int) -> torch.Tensor:
+def refine(codec, x: torch.Tensor, steps: int, lr: float = 0.5, **rate) -> torch.Tensor:
     with torch.no_grad():
         latent = codec.network(codec.vqvae.encoder, x - 0.5)
-    return refine_indices(latent, x, codec.vqvae.quantizer, codec.synthesize_latent, steps, lr=0.5)
+    return refine_indices(latent, x, codec.vqvae.quantizer, codec.synthesize_latent, steps, lr, **rate)
+
+
+def prior_bits(codec, idx: torch.Tensor) -> float:
+    return float(codec.float_prior.code_lengths(idx, idx[..., None]).sum())
 
 
 @pytest.fixture
@@ -42,6 +47,29 @@ def test_refined_indices_decode_closer_to_the_image(tiny_vq, image):
     refined = refine(tiny_vq, image, 10)
     assert refined.shape == nearest.shape and not torch.equal(refined, nearest)
     assert decoded_error(tiny_vq, image, refined) < decoded_error(tiny_vq, image, nearest)
+
+
+def test_without_a_rate_weight_the_prior_changes_nothing(tiny_codec, image):
+    plain = refine(tiny_codec, image, 6)
+    assert torch.equal(refine(tiny_codec, image, 6, code_lengths=tiny_codec.float_prior.code_lengths, rate=0.0), plain)
+
+
+@pytest.mark.parametrize("codec", ["tiny_codec", "tiny_grouped"])
+def test_a_heavy_rate_weight_chooses_codes_the_prior_finds_cheaper(codec, image, request):
+    codec = request.getfixturevalue(codec)
+    with torch.no_grad():
+        nearest = codec.analysis(image)
+    refined = refine(codec, image, 10, lr=0.05, code_lengths=codec.float_prior.code_lengths, rate=20.0)
+    assert prior_bits(codec, refined) < prior_bits(codec, nearest)
+
+
+@pytest.mark.parametrize("codec", ["tiny_codec", "tiny_grouped"])
+def test_the_float_prior_prices_codes_as_the_integer_prior_codes_them(codec, image, request):
+    codec = request.getfixturevalue(codec)
+    with torch.no_grad():
+        idx = codec.analysis(image)
+    exact = grid_bits(codec.prior, idx[0])  # one stripe: the grid is smaller than a stripe
+    assert prior_bits(codec, idx) == pytest.approx(exact, rel=0.01)
 
 
 def test_refined_files_decode_to_what_the_refined_indices_decode_to(tiny_codec):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import cached_property
 
 import constriction
 import numpy as np
@@ -45,7 +46,7 @@ from vqcodec.models.ae import (
     make_model,
     scale_table,
 )
-from vqcodec.models.prior import IntegerPrior, PriorConfig
+from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig, float_state
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
 from vqcodec.refine import refine_indices
 from vqcodec.zoo import WeightsInfo, load_tensors, save_weights
@@ -248,8 +249,21 @@ class VQCodec(Codec):
         quantizer, then ``refine`` steps of encoder-side refinement."""
         latent = self.network(self.vqvae.encoder, x - 0.5)
         if refine:
-            return refine_indices(latent, x, self.vqvae.quantizer, self.synthesize_latent, refine)
+            code_lengths = self.float_prior.code_lengths
+            return refine_indices(
+                latent, x, self.vqvae.quantizer, self.synthesize_latent, refine, code_lengths=code_lengths
+            )
         return self.vqvae.quantizer.indices(latent)
+
+    @cached_property
+    def float_prior(self) -> PixelCNNPrior:
+        """The integer prior as a float network (quantization-aware, so its logits are the integer
+        ones up to rounding): the code lengths that encoder-side refinement weighs."""
+        prior = PixelCNNPrior(self.prior.cfg)
+        state = float_state(self.prior.cfg, prefixed(load_tensors(self.info), "prior."))
+        prior.load_state_dict(state)
+        prior.quantized = True
+        return prior.to(self.device).eval()
 
     def synthesis(self, idx: torch.Tensor) -> torch.Tensor:
         """Index grid (B, h, w) -> image (B, 3, f h, f w), not clamped: the VQ-VAE's decoder."""

@@ -36,15 +36,24 @@ def nearest_codebook(
     Uses ||z||^2 - 2 z.e + ||e||^2 so the work is one matrix product per chunk, on whatever
     device the tensors live on; chunking bounds memory at ``chunk * K`` distances.
     """
+    return nearest_codes(z, codebook, 1, bias, chunk)[:, 0]
+
+
+def nearest_codes(
+    z: torch.Tensor, codebook: torch.Tensor, count: int, bias: torch.Tensor | None = None, chunk: int = DEFAULT_CHUNK
+) -> torch.Tensor:
+    """The ``count`` nearest codebook rows of each row of ``z`` (N, D), nearest first -> (N, count)."""
     codebook = codebook.to(z.dtype)
     e_sq = (codebook * codebook).sum(1)
     if bias is not None:
         e_sq = e_sq + bias.to(z.dtype)
-    out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
+    out = torch.empty(z.shape[0], count, dtype=torch.long, device=z.device)
     for start in range(0, z.shape[0], chunk):
         zc = z[start : start + chunk]
         dist = (zc * zc).sum(1, keepdim=True) - 2.0 * zc @ codebook.t() + e_sq
-        out[start : start + chunk] = dist.argmin(1)
+        out[start : start + chunk] = (
+            dist.argmin(1, keepdim=True) if count == 1 else dist.topk(count, 1, largest=False)[1]
+        )
     return out
 
 

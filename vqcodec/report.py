@@ -34,7 +34,7 @@ from vqcodec.evaluation import (
     measure,
     run_classical,
 )
-from vqcodec.refine import REFINE_STEPS
+from vqcodec.refine import REFINE_RATE, REFINE_STEPS
 from vqcodec.viewer import Variant, measured, viewer_html
 
 REFINED = "+refine"  # NAME+refine, NAME+refineN: the model's levels encoded with refinement, a curve of its own
@@ -52,13 +52,15 @@ def learned_spec(codec: str) -> tuple[str, int]:
 
 
 def learned_points(codec: str, device: str = "cpu") -> list[tuple[str, Encoder, Decoder, str]]:
-    """(setting, encode, decode, weights id) for every shipped level of a learned model (``learned_spec``)."""
+    """(setting, encode, decode, what codes it: the weights id, and the rate weight of a refined
+    model) for every shipped level of a learned model (``learned_spec``)."""
     from vqcodec.api import load_codec
     from vqcodec.zoo import shipped
 
     name, refine = learned_spec(codec)
     models = [(f"q{i.quality}", load_codec(name, i.quality, device)) for i in shipped() if i.name == name]
-    return [(s, partial(m.compress, refine=refine), m.decompress, m.info.model_id.hex()) for s, m in models]
+    method = f" rate={REFINE_RATE}" if refine else ""  # refined files depend on the refinement's rate weight too
+    return [(s, partial(m.compress, refine=refine), m.decompress, m.info.model_id.hex() + method) for s, m in models]
 
 
 def measure_all(

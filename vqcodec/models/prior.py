@@ -163,12 +163,29 @@ class PixelCNNPrior(nn.Module):
         a = self.features(self.context(idx))
         if bits and self.group_out is not None:
             return self._grouped_bits(a.reshape(-1, self.cfg.hidden), idx.reshape(-1))
+        logits = self._distribution(a)
+        return cross_entropy_bits(logits, idx) if bits else logits
+
+    def _distribution(self, a: torch.Tensor) -> torch.Tensor:
+        """Hidden activations (..., hidden) -> logits (..., K) over the codes."""
         logits = self._logits(self.out, a)
         if self.group_out is not None:
             members = logits.unflatten(-1, (self.cfg.groups, self.cfg.members)).log_softmax(-1)
             log_p = (members + self._logits(self.group_out, a).log_softmax(-1)[..., None]).flatten(-2)
             logits = log_p[..., torch.argsort(self.order)]  # place -> code
-        return cross_entropy_bits(logits, idx) if bits else logits
+        return logits
+
+    @torch.no_grad()
+    def code_lengths(self, idx: torch.Tensor, codes: torch.Tensor, rows: int = 16) -> torch.Tensor:
+        """What each of ``codes`` (B, H, W, T) would cost at its position of the grids ``idx``
+        (B, H, W), given the neighbours it has there: -log2 p(code | causal window), float32
+        (B, H, W, T); ``rows`` grid rows at a time, so that memory stays bounded."""
+        ctx = self.context(idx)
+        bits = torch.empty(codes.shape, device=idx.device)
+        for r in range(0, idx.shape[1], rows):
+            log_p = self._distribution(self.features(ctx[:, r : r + rows])).float().log_softmax(-1)
+            bits[:, r : r + rows] = log_p.gather(-1, codes[:, r : r + rows]) / -math.log(2)
+        return bits
 
     def _grouped_bits(self, a: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         """Cross-entropy in bits of ``codes`` given hidden activations ``a`` (N, hidden), with
