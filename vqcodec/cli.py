@@ -180,8 +180,8 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="vq models: steps spent choosing the indices for the decoded image (about 40: higher PSNR, "
-    "a few % more bits, much slower encoding; decoding unchanged).",
+    help="vq models: steps spent choosing the indices for the decoded image and their bits (about 40: "
+    "higher PSNR for fewer bits, much slower encoding; decoding unchanged).",
 )
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
