@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from vqcodec.models.vqvae import VQVAE
-from vqcodec.quantization import VectorQuantizer, grouped_order, kmeans, nearest_codebook, usage_stats
+from vqcodec.quantization import VectorQuantizer, grouped_order, kmeans, nearest_codebook, nearest_codes, usage_stats
 
 from .conftest import TINY_VQVAE
 
@@ -17,6 +17,13 @@ def test_nearest_codebook_matches_brute_force_and_chunking():
     expected = brute_force(z, codebook)
     assert torch.equal(nearest_codebook(z, codebook), expected)
     assert torch.equal(nearest_codebook(z, codebook, chunk=7), expected)
+
+
+def test_the_nearest_codes_come_nearest_first():
+    g = torch.Generator().manual_seed(1)
+    z, codebook = torch.randn(300, 8, generator=g), torch.randn(64, 8, generator=g)
+    expected = torch.cdist(z.double(), codebook.double()).argsort(1)[:, :5]
+    assert torch.equal(nearest_codes(z, codebook, 5, chunk=11), expected)
 
 
 def test_straight_through_gradient_reaches_encoder():
