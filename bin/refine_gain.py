@@ -97,13 +97,22 @@ def summarise(log_path: Path, model: str, steps: int) -> None:
         gain = gain_at_equal_rate(ladder, points[0], points[1])
         line = (
             f"  {setting}: {b0:.4f} bpp {d0:.3f} dB -> {b1:.4f} bpp {d1:.3f} dB ({100 * (b1 / b0 - 1):+.2f}% bits,"
-            f" {d1 - d0:+.3f} dB), at equal rate {'n/a' if gain is None else f'{gain:+.3f}'} dB;"
+            f" {d1 - d0:+.3f} dB), at equal rate {equal_rate(gain, points)};"
             f" encode {encode[0]:.2f} -> {encode[1]:.1f} s"
         )
         for name, anchor in classical.items():
             deltas = [delta_at_rate(anchor, (np.array([b]), np.array([d]))) for b, d in points]
             line += "; vs " + name + " " + " -> ".join("n/a" if x is None else f"{x:+.2f}" for x in deltas)
         print(line)
+
+
+def equal_rate(gain: float | None, points: list[tuple[float, float]]) -> str:
+    """The gain at equal rate, or where the refined point lies outside the ladder's range and
+    has fewer bits and more PSNR than the plain one, that it dominates it."""
+    (b0, d0), (b1, d1) = points
+    if gain is not None:
+        return f"{gain:+.3f} dB"
+    return "n/a (outside the ladder; dominates the plain point)" if b1 <= b0 and d1 >= d0 else "n/a"
 
 
 if __name__ == "__main__":
