@@ -100,10 +100,14 @@ def distances(z: torch.Tensor, codebook: torch.Tensor, near: torch.Tensor) -> to
 def code_gap(z: torch.Tensor, codebook: torch.Tensor, near: torch.Tensor) -> float:
     """The median gap between the nearest and second nearest code's squared distance: the soft
     assignment's temperature, so that it spreads over the codes a latent could move to."""
+    if near.shape[-1] < 2:  # a codebook of one code: nothing to spread over
+        return 1.0
     d = distances(z, codebook, near[..., :2])
     return max(float((d[..., 1] - d[..., 0]).median()), 1e-12)
 
 
-def soft_bits(z: torch.Tensor, codebook: torch.Tensor, near: torch.Tensor, bits: torch.Tensor, spread: float):
+def soft_bits(
+    z: torch.Tensor, codebook: torch.Tensor, near: torch.Tensor, bits: torch.Tensor, spread: float
+) -> torch.Tensor:
     """The expected bits of the latents' soft assignment to their candidate codes."""
     return (torch.softmax(-distances(z, codebook, near) / spread, -1) * bits).sum()
