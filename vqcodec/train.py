@@ -173,6 +173,7 @@ class Run:
             )
             (self.dir / "config.json").write_text(text)
         self.clock = self.started = time.perf_counter()
+        self.cpu_clock = time.process_time()
         self.steps_cap = cfg.steps
         self.bar = tqdm(total=cfg.steps, initial=self.step, desc=desc, dynamic_ncols=True, disable=self.rank > 0)
 
@@ -186,18 +187,19 @@ class Run:
         return data.batch(self.cfg.batch, self.gen).to(self.device, memory_format=self.memory_format)
 
     def tick(self) -> None:
-        """Add the time since the last tick to the budget (core time: times this process's threads)."""
-        now = time.perf_counter()
+        """Add the time since the last tick to the budget: wall seconds, and core seconds, the
+        CPU time this process's threads used (what a busy machine's waiting does not inflate)."""
+        now, cpu = time.perf_counter(), time.process_time()
         seconds, self.clock = now - self.clock, now
+        core, self.cpu_clock = cpu - self.cpu_clock, cpu
         gpu = self.device.type == "cuda"
-        threads = 1 if gpu else torch.get_num_threads()
         self.budget = {
             **self.budget,
             "seconds": self.budget["seconds"] + seconds,
             # CPU core time and GPU time are kept apart: an H100 second is no core second
-            "core_seconds": self.budget["core_seconds"] + (0 if gpu else seconds * threads * self.world),
+            "core_seconds": self.budget["core_seconds"] + (0 if gpu else core * self.world),
             "gpu_seconds": self.budget.get("gpu_seconds", 0.0) + (seconds * self.world if gpu else 0),
-            "threads": threads * self.world,  # of the last session, for the record
+            "threads": (1 if gpu else torch.get_num_threads()) * self.world,  # of the last session, for the record
             "device": self.device.type,
         }
 
@@ -637,7 +639,7 @@ def load_vqvae(source: str | Path) -> VQVAE:
 
 
 def run_budget(out: str | Path) -> dict:
-    """Training time of a run directory: wall seconds, core-hours (threads x seconds, summed over
+    """Training time of a run directory: wall seconds, core-hours (CPU time, summed over
     every session), the thread count, precision and device."""
     state = torch.load(Path(out) / CHECKPOINT, weights_only=False, map_location="cpu")
     config = json.loads((Path(out) / "config.json").read_text())
