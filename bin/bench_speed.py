@@ -138,22 +138,25 @@ def sqrt_groups(k: int) -> int:
 
 
 def grouped_decode_times(codec, images: list[Image.Image]) -> tuple[int, float, float]:
-    """(groups, median prior + range decode seconds of the level's prior, of a prior of the same
-    size with groups), side by side; the grouped prior has random weights, which time the same."""
-    cfg = dataclasses.replace(codec.prior.cfg, groups=sqrt_groups(codec.prior.cfg.codebook_size))
+    """(groups, median prior + range decode seconds of a prior with one table, of a prior of the
+    same size with groups), side by side: the level's own, and one of the other kind with random
+    weights, which time the same."""
+    own = codec.prior.cfg
+    cfg = dataclasses.replace(own, groups=1 if own.groups > 1 else sqrt_groups(own.codebook_size))
     torch.manual_seed(0)
     model = PixelCNNPrior(cfg)
     model.quantized = True
-    grouped = IntegerPrior(cfg, IntegerPrior.export(model), codec.device)
-    times: dict[int, list[float]] = {1: [], cfg.groups: []}
+    other = IntegerPrior(cfg, IntegerPrior.export(model), codec.device)
+    groups = max(own.groups, cfg.groups)
+    times: dict[int, list[float]] = {1: [], groups: []}
     for img in images:
         idx = codec.analyze(img)
-        for prior in (codec.prior, grouped):
+        for prior in (codec.prior, other):
             data = entropy.encode_grid(prior, idx, stripe_rows=codec.stripe_rows)
             start = time.perf_counter()
             entropy.decode_grid(prior, data, *idx.shape, codec.stripe_rows)
             times[prior.cfg.groups].append(time.perf_counter() - start)
-    return cfg.groups, statistics.median(times[1]), statistics.median(times[cfg.groups])
+    return groups, statistics.median(times[1]), statistics.median(times[groups])
 
 
 def fidelity(codec, img: Image.Image) -> dict[str, float]:
@@ -252,7 +255,7 @@ def main() -> None:
             print(f"  q{info.quality}: encode {encode:.3f}, decode {decode:.3f}")
 
     if args.groups:
-        print("\nprior + range decode seconds (median over the images), the level's prior against one with groups:")
+        print("\nprior + range decode seconds (medians), one table against groups (one is the level's prior):")
         for info in levels(args.model) if args.levels else [codec.info]:
             level = vqcodec.load_codec(args.model, info.quality, args.device)
             g, flat, grouped = grouped_decode_times(level, images)
