@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -194,3 +196,20 @@ def test_training_bits_of_a_prior_with_groups_equal_the_full_distributions(quant
     full.backward()
     assert torch.allclose(fast, full, rtol=1e-5)
     assert all(torch.allclose(g, p.grad, atol=1e-5) for g, p in zip(fast_grads, prior.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("cfg", [CFG, GROUPED], ids=["flat", "groups"])
+@pytest.mark.parametrize("logits", [1, 2**22], ids=["row-by-row", "whole"])
+def test_code_lengths_are_the_full_distributions(cfg, logits):
+    """Each candidate code's length at its position is -log2 of the full distribution there
+    (with groups, priced from the candidates' groups only), however many rows a chunk holds."""
+    prior = tiny_prior(cfg, scale=3.0).eval()
+    prior.quantized = True
+    if cfg.groups > 1:
+        prior.set_code_order(torch.randperm(12, generator=torch.Generator().manual_seed(7)))
+    g = torch.Generator().manual_seed(9)
+    idx = torch.randint(0, cfg.codebook_size, (2, 5, 6), generator=g)
+    codes = torch.randint(0, cfg.codebook_size, (2, 5, 6, 4), generator=g)
+    with torch.no_grad():
+        full = prior(idx).log_softmax(-1).gather(-1, codes) / -math.log(2)
+    assert torch.allclose(prior.code_lengths(idx, codes, logits), full, atol=1e-5)

@@ -60,13 +60,16 @@ def refine_indices(
     best, best_score, weight, spread = None, math.inf, 0.0, 1.0
     with torch.enable_grad():
         for step in range(steps + 1):
-            idx = quantizer.indices(z.detach())
+            if code_lengths is None:
+                idx = quantizer.indices(z.detach())
+            else:
+                near = candidates(z.detach(), quantizer)
+                idx = near[..., 0]
             codes = quantizer.lookup(idx)
             decoded = synthesis(z + (codes - z).detach()).float()
             loss = (decoded - target).square().mean()
             score = (decoded.detach().clamp(0, 1) - target).square().mean().item()
             if code_lengths is not None:
-                near = candidates(z.detach(), quantizer, idx)
                 bits = code_lengths(idx, near)
                 bpp = bits[..., 0].sum().item() / pixels
                 if step == 0:
@@ -84,12 +87,13 @@ def refine_indices(
     return best
 
 
-def candidates(z: torch.Tensor, quantizer: VectorQuantizer, idx: torch.Tensor) -> torch.Tensor:
-    """The codes (B, h, w, T) nearest each latent of ``z`` (B, D, h, w), its own index ``idx`` first."""
-    flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
-    near = nearest_codes(flat, quantizer.codebook, min(CANDIDATES, quantizer.size)).view(*idx.shape, -1)
-    near[..., 0] = idx  # the same code but for ties
-    return near
+def candidates(z: torch.Tensor, quantizer: VectorQuantizer) -> torch.Tensor:
+    """The codes (B, h, w, T) nearest each latent of ``z`` (B, D, h, w), the quantizer's own
+    choice first (one search gives both)."""
+    b, d, h, w = z.shape
+    flat = z.permute(0, 2, 3, 1).reshape(-1, d)
+    near = nearest_codes(flat, quantizer.codebook, min(CANDIDATES, quantizer.size), quantizer.code_costs())
+    return near.view(b, h, w, -1)
 
 
 def distances(z: torch.Tensor, codebook: torch.Tensor, near: torch.Tensor) -> torch.Tensor:

@@ -162,7 +162,7 @@ class PixelCNNPrior(nn.Module):
         ``bits``: instead, the total cross-entropy of ``idx`` in bits (what training minimises)."""
         a = self.features(self.context(idx))
         if bits and self.group_out is not None:
-            return self._grouped_bits(a.reshape(-1, self.cfg.hidden), idx.reshape(-1))
+            return self._grouped_log_p(a.reshape(-1, self.cfg.hidden), idx.reshape(-1, 1)).sum() / -math.log(2)
         logits = self._distribution(a)
         return cross_entropy_bits(logits, idx) if bits else logits
 
@@ -176,31 +176,40 @@ class PixelCNNPrior(nn.Module):
         return logits
 
     @torch.no_grad()
-    def code_lengths(self, idx: torch.Tensor, codes: torch.Tensor, rows: int = 16) -> torch.Tensor:
+    def code_lengths(self, idx: torch.Tensor, codes: torch.Tensor, logits: int = 2**22) -> torch.Tensor:
         """What each of ``codes`` (B, H, W, T) would cost at its position of the grids ``idx``
         (B, H, W), given the neighbours it has there: -log2 p(code | causal window), float32
-        (B, H, W, T); ``rows`` grid rows at a time, so that memory stays bounded."""
+        (B, H, W, T); as many grid rows at a time as need at most about ``logits`` logits, so
+        that memory stays bounded (with groups, only the candidates' groups have logits)."""
         ctx = self.context(idx)
         bits = torch.empty(codes.shape, device=idx.device)
+        width = codes.shape[-1] * self.cfg.members if self.group_out is not None else self.cfg.codebook_size
+        rows = max(1, logits // (idx.shape[0] * idx.shape[2] * width))
         for r in range(0, idx.shape[1], rows):
-            log_p = self._distribution(self.features(ctx[:, r : r + rows])).float().log_softmax(-1)
-            bits[:, r : r + rows] = log_p.gather(-1, codes[:, r : r + rows]) / -math.log(2)
+            a, part = self.features(ctx[:, r : r + rows]), codes[:, r : r + rows]
+            if self.group_out is not None:
+                log_p = self._grouped_log_p(a.reshape(-1, self.cfg.hidden), part.reshape(-1, part.shape[-1]))
+            else:
+                log_p = self._distribution(a).float().log_softmax(-1).gather(-1, part)
+            bits[:, r : r + rows] = log_p.view(part.shape) / -math.log(2)
         return bits
 
-    def _grouped_bits(self, a: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy in bits of ``codes`` given hidden activations ``a`` (N, hidden), with
-        groups: -log p(group) - log p(member | group), where the member logits are computed for
-        each index's own group only (K / G of the K outputs: what makes such a prior cheap to train)."""
+    def _grouped_log_p(self, a: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """log p(code) in nats (N, T) of ``codes`` (N, T) given hidden activations ``a`` (N,
+        hidden), with groups: log p(group) + log p(member | group), where the member logits are
+        computed only for the groups that ``codes`` fall in (what makes such a prior cheap to
+        train, and its code lengths cheap to price)."""
         place = torch.argsort(self.order)[codes]
         groups, members = place // self.cfg.members, place % self.cfg.members
-        nats = F.cross_entropy(self._logits(self.group_out, a), groups, reduction="sum")
+        log_p = self._logits(self.group_out, a).log_softmax(-1).gather(-1, groups)
         w, b = self._layer_weights(self.out)
         w, b = w.view(self.cfg.groups, self.cfg.members, -1), b.view(self.cfg.groups, -1)
         for g in torch.unique(groups).tolist():
-            here = (groups == g).nonzero().squeeze(1)
-            logits = self._round_logits(F.linear(a[here], w[g], b[g]))
-            nats = nats + F.cross_entropy(logits, members[here], reduction="sum")
-        return nats / math.log(2)
+            mask = groups == g
+            here = mask.any(-1).nonzero().squeeze(1)
+            member = self._round_logits(F.linear(a[here], w[g], b[g])).log_softmax(-1).gather(-1, members[here])
+            log_p = log_p.index_put((here,), torch.where(mask[here], log_p[here] + member, log_p[here]))
+        return log_p
 
     def bits(self, idx: torch.Tensor) -> torch.Tensor:
         """Total cross-entropy in bits of the grids ``idx`` under the prior."""
