@@ -17,7 +17,7 @@ import vqcodec
 from vqcodec import entropy
 from vqcodec.data import image_files, load_rgb
 from vqcodec.models.prior import IntegerPrior
-from vqcodec.train import load_prior
+from vqcodec.runs import load_prior
 
 VAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "val"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from vqcodec.train import CHECKPOINT
+from vqcodec.runs import CHECKPOINT
 
 
 def pack(run: Path, out: Path) -> None:

@@ -18,7 +18,7 @@ import vqcodec
 from vqcodec import entropy
 from vqcodec.data import image_files, load_rgb
 from vqcodec.format import unpack
-from vqcodec.train import load_prior
+from vqcodec.runs import load_prior
 
 KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kodak"
 

@@ -7,11 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vqcodec.codec import BaselineCodec, Codec, VQCodec, save_baseline_weights, save_vq_weights
 from vqcodec.models.ae import AEConfig, make_model
 from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
+from vqcodec.train import TrainConfig
 from vqcodec.zoo import read_info
 
 TINY_VQVAE = VQVAEConfig(channels=16, half_channels=8, latent_dim=4, codebook_size=16, res_blocks=1)
@@ -119,3 +121,30 @@ def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w]
     base = np.stack([128 + 100 * np.sin(x / 17.0 + c) * np.cos(y / 23.0 - c) for c in range(3)], -1)
     return np.clip(base + r.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def folders(tmp_path_factory):
+    """Four training and two validation images, small and smooth."""
+    root = tmp_path_factory.mktemp("data")
+    for split, count in (("train", 4), ("val", 2)):
+        (root / split).mkdir()
+        for n in range(count):
+            Image.fromarray(smooth_image(72, 96, seed=n + 10 * (split == "val"))).save(root / split / f"{n}.png")
+    return root
+
+
+def train_config(folders, out, steps: int) -> TrainConfig:
+    """A few steps of training on the tiny ``folders``, checkpointing and validating every two."""
+    return TrainConfig(
+        data=str(folders / "train"),
+        val=str(folders / "val"),
+        out=str(out),
+        steps=steps,
+        batch=2,
+        crop=32,
+        lr=1e-3,
+        ckpt_every=2,
+        val_every=2,
+        val_images=2,
+    )

@@ -9,19 +9,16 @@ from PIL import Image
 
 from vqcodec.codec import BaselineCodec, VQCodec
 from vqcodec.data import shard_items
+from vqcodec.export import export_baseline, export_codec
 from vqcodec.models.ae import AEConfig
 from vqcodec.models.prior import PixelCNNPrior, PriorConfig, float_state
 from vqcodec.models.vqvae import VQVAE, grow_decoder
+from vqcodec.runs import load_prior, load_run, load_vqvae
 from vqcodec.train import (
     Run,
     TrainConfig,
     cosine_lr,
-    export_baseline,
-    export_codec,
     finetune_decoder,
-    load_prior,
-    load_run,
-    load_vqvae,
     train_baseline,
     train_prior,
     train_vqvae,
@@ -31,32 +28,7 @@ from vqcodec.train import (
 )
 from vqcodec.zoo import read_info
 
-from .conftest import TINY_GROUPED_PRIOR, TINY_PRIOR, TINY_VQVAE, smooth_image
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    for split, count in (("train", 4), ("val", 2)):
-        (root / split).mkdir()
-        for n in range(count):
-            Image.fromarray(smooth_image(72, 96, seed=n + 10 * (split == "val"))).save(root / split / f"{n}.png")
-    return root
-
-
-def config(folders, out, steps: int) -> TrainConfig:
-    return TrainConfig(
-        data=str(folders / "train"),
-        val=str(folders / "val"),
-        out=str(out),
-        steps=steps,
-        batch=2,
-        crop=32,
-        lr=1e-3,
-        ckpt_every=2,
-        val_every=2,
-        val_images=2,
-    )
+from .conftest import TINY_GROUPED_PRIOR, TINY_PRIOR, TINY_VQVAE, smooth_image, train_config
 
 
 def lines(path) -> list[dict]:
@@ -83,30 +55,20 @@ def test_a_timed_run_schedules_over_its_minutes_not_its_steps(tmp_path):
     assert run.done() == pytest.approx(301 / 10**6)
 
 
-def test_an_exported_stage_records_the_steps_that_ran(folders, tmp_path, tiny_weights):
-    cfg = config(folders, tmp_path / "vq", 1000)
-    cfg.minutes, cfg.timed = 1e-9, True  # out of time at once: the plan was 1000 steps, none ran
-    train_vqvae(TINY_VQVAE, cfg, init=tiny_weights)
-    info = export_codec(str(tmp_path / "vq"), tiny_weights, "tiny", 1, str(tmp_path / "x.safetensors"), None)
-    stage = next(k for k in info.meta["training"]["steps"] if k.startswith("vqvae"))
-    assert info.meta["training"]["steps"][stage] == 0 == info.meta["training"]["budget"][stage]["steps"]
-    assert "gpu_hours" not in info.meta["training"]["budget"][stage]  # a CPU run records core-hours alone
-
-
 def test_vqvae_then_prior_then_export(folders, tmp_path):
     vq_dir, prior_dir = tmp_path / "vq", tmp_path / "prior"
-    train_vqvae(TINY_VQVAE, config(folders, vq_dir, 2))
+    train_vqvae(TINY_VQVAE, train_config(folders, vq_dir, 2))
     assert (vq_dir / "checkpoint.pt").exists() and (vq_dir / "config.json").exists()
     assert any("val_psnr" in m for m in lines(vq_dir / "metrics.jsonl"))
 
     # resuming with a larger budget continues from the checkpoint, not from scratch
     before = load_vqvae(vq_dir).state_dict()
-    train_vqvae(TINY_VQVAE, config(folders, vq_dir, 4))
+    train_vqvae(TINY_VQVAE, train_config(folders, vq_dir, 4))
     assert torch.load(vq_dir / "checkpoint.pt", weights_only=False)["step"] == 4
     assert any(not torch.equal(v, load_vqvae(vq_dir).state_dict()[k]) for k, v in before.items())
 
     prior_cfg = PriorConfig(codebook_size=TINY_VQVAE.codebook_size, radius=1, hidden=8, layers=1)
-    prior_train = config(folders, prior_dir, 4)
+    prior_train = train_config(folders, prior_dir, 4)
     prior_train.crop = 8  # index cells
     train_prior(load_vqvae(vq_dir), prior_cfg, prior_train, qat_fraction=0.5)
     logged = lines(prior_dir / "metrics.jsonl")
@@ -122,9 +84,9 @@ def test_vqvae_then_prior_then_export(folders, tmp_path):
 
 
 def test_a_prior_with_groups_trains_and_exports_a_codec_that_writes_version_3(folders, tmp_path):
-    train_vqvae(TINY_VQVAE, config(folders, tmp_path / "vq", 2))
+    train_vqvae(TINY_VQVAE, train_config(folders, tmp_path / "vq", 2))
     prior_cfg = PriorConfig(codebook_size=TINY_VQVAE.codebook_size, radius=1, hidden=8, layers=1, groups=4)
-    prior_train = config(folders, tmp_path / "prior", 2)
+    prior_train = train_config(folders, tmp_path / "prior", 2)
     prior_train.crop = 8
     train_prior(load_vqvae(tmp_path / "vq"), prior_cfg, prior_train, qat_fraction=0.5)
     info = export_codec(str(tmp_path / "vq"), str(tmp_path / "prior"), "tiny", 2, str(tmp_path / "g.st"), None)
@@ -168,7 +130,7 @@ def test_a_prior_starts_only_from_one_of_the_same_indices(tiny_weights, tmp_path
 
 
 def test_a_warm_started_prior_trains_exports_and_keeps_the_record_of_its_start(folders, tmp_path, tiny_weights):
-    first, second = config(folders, tmp_path / "first", 2), config(folders, tmp_path / "second", 2)
+    first, second = train_config(folders, tmp_path / "first", 2), train_config(folders, tmp_path / "second", 2)
     first.crop = second.crop = 8
     vqvae = load_vqvae(tiny_weights)
     train_prior(vqvae, TINY_PRIOR, first, qat_fraction=0.5)
@@ -183,7 +145,7 @@ def test_a_warm_started_prior_trains_exports_and_keeps_the_record_of_its_start(f
 def test_a_resumed_prior_run_reads_its_index_grids_back(folders, tmp_path, tiny_weights, monkeypatch):
     import vqcodec.train as train
 
-    cfg = config(folders, tmp_path / "prior", 2)
+    cfg = train_config(folders, tmp_path / "prior", 2)
     cfg.crop = 8
     train_prior(load_vqvae(tiny_weights), TINY_GROUPED_PRIOR, cfg, qat_fraction=0.5)
     assert (tmp_path / "prior" / "grids-0.pt").exists()
@@ -199,7 +161,7 @@ def test_a_resumed_prior_run_reads_its_index_grids_back(folders, tmp_path, tiny_
 
 def test_a_new_level_starts_from_a_trained_one(folders, tmp_path):
     """Another factor and codebook size: shared layers copied, the codebook re-initialized."""
-    train_vqvae(TINY_VQVAE, config(folders, tmp_path / "four", 2))
+    train_vqvae(TINY_VQVAE, train_config(folders, tmp_path / "four", 2))
     source = load_vqvae(tmp_path / "four").state_dict()
     eight = dataclasses.replace(TINY_VQVAE, downsample=8, codebook_size=8)
     model = VQVAE(eight)
@@ -209,7 +171,7 @@ def test_a_new_level_starts_from_a_trained_one(folders, tmp_path):
     assert torch.equal(state["encoder.0.weight"], source["encoder.0.weight"])
     assert torch.equal(state["decoder.7.weight"], source["decoder.7.weight"])
     assert not bool(state["quantizer.initialized"])  # k-means on the first batch, for 8 codes
-    trained = train_vqvae(eight, config(folders, tmp_path / "eight", 2), init=str(tmp_path / "four"))
+    trained = train_vqvae(eight, train_config(folders, tmp_path / "eight", 2), init=str(tmp_path / "four"))
     assert trained.quantizer.codebook.shape == (8, TINY_VQVAE.latent_dim)
     assert load_run(tmp_path / "eight")[0]["init"]["run"] == str(tmp_path / "four")
 
@@ -233,12 +195,12 @@ def test_more_training_of_a_shipped_level_keeps_its_record(folders, tmp_path):
     """The same architecture from a weights file: its stages go on (vqvae, then vqvae-2); the
     re-trained prior replaces the old one's stage."""
     prior_cfg = PriorConfig(codebook_size=TINY_VQVAE.codebook_size, radius=1, hidden=8, layers=1)
-    prior_train = config(folders, tmp_path / "prior", 2)
+    prior_train = train_config(folders, tmp_path / "prior", 2)
     prior_train.crop = 8
-    train_vqvae(TINY_VQVAE, config(folders, tmp_path / "vq", 2))
+    train_vqvae(TINY_VQVAE, train_config(folders, tmp_path / "vq", 2))
     train_prior(load_vqvae(tmp_path / "vq"), prior_cfg, prior_train)
     first = export_codec(str(tmp_path / "vq"), str(tmp_path / "prior"), "tiny", 3, str(tmp_path / "a.st"), None)
-    train_vqvae(TINY_VQVAE, config(folders, tmp_path / "more", 3), init=str(first.path))
+    train_vqvae(TINY_VQVAE, train_config(folders, tmp_path / "more", 3), init=str(first.path))
     prior_train.out = str(tmp_path / "prior-2")
     train_prior(load_vqvae(tmp_path / "more"), prior_cfg, prior_train)
     second = export_codec(str(tmp_path / "more"), str(tmp_path / "prior-2"), "tiny", 3, str(tmp_path / "b.st"), None)
@@ -250,11 +212,11 @@ def test_more_training_of_a_shipped_level_keeps_its_record(folders, tmp_path):
 
 def test_decoder_finetuning_keeps_the_indices(folders, tmp_path):
     vq_dir = tmp_path / "vq"
-    trained = train_vqvae(TINY_VQVAE, config(folders, vq_dir, 2))
+    trained = train_vqvae(TINY_VQVAE, train_config(folders, vq_dir, 2))
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         before_idx, before_img = trained.encode(x), trained.decode(trained.encode(x))
-    tuned = finetune_decoder(load_vqvae(vq_dir), config(folders, tmp_path / "dec", 3))
+    tuned = finetune_decoder(load_vqvae(vq_dir), train_config(folders, tmp_path / "dec", 3))
     with torch.no_grad():
         assert torch.equal(tuned.encode(x), before_idx)
         assert not torch.allclose(tuned.decode(before_idx), before_img)
@@ -264,7 +226,7 @@ def test_decoder_finetuning_keeps_the_indices(folders, tmp_path):
 @pytest.mark.parametrize("hyper", [0, 4])
 def test_baseline_training_finetuning_and_export(folders, tmp_path, hyper):
     base_cfg = AEConfig(channels=8, latent=6, hyper=hyper, lmbda=0.01)
-    train = config(folders, tmp_path / "base", 2)
+    train = train_config(folders, tmp_path / "base", 2)
     train.crop = 64
     train_baseline(base_cfg, train)
     assert any("val_bpp" in m for m in lines(tmp_path / "base" / "metrics.jsonl"))
@@ -289,7 +251,7 @@ def test_baseline_training_finetuning_and_export(folders, tmp_path, hyper):
 @pytest.mark.parametrize("hyper", [0, 4])
 def test_variable_rate_baseline_trains_every_level_and_exports_each(folders, tmp_path, hyper):
     model_cfg = AEConfig(channels=8, latent=6, hyper=hyper, lambdas=(0.004, 0.02))
-    train = config(folders, tmp_path / "run", 4)
+    train = train_config(folders, tmp_path / "run", 4)
     train.crop = 64
     train_baseline(model_cfg, train)
     validated = [m for m in lines(tmp_path / "run" / "metrics.jsonl") if "val_bpp" in m]
@@ -306,7 +268,7 @@ def test_variable_rate_baseline_trains_every_level_and_exports_each(folders, tmp
 
 
 def test_runs_return_and_resume_the_moving_average_of_the_weights(folders, tmp_path):
-    cfg = config(folders, tmp_path / "vq", 2)
+    cfg = train_config(folders, tmp_path / "vq", 2)
     cfg.ema = 0.5
     final = train_vqvae(TINY_VQVAE, cfg)
     state = torch.load(tmp_path / "vq" / "checkpoint.pt", weights_only=False)
@@ -322,7 +284,7 @@ def test_runs_return_and_resume_the_moving_average_of_the_weights(folders, tmp_p
 
 def test_a_checkpoint_without_optimizer_state_resumes_with_a_fresh_one(folders, tmp_path):
     """What bin/pack_run.py leaves: weights, step and budget, no Adam moments."""
-    cfg = config(folders, tmp_path / "vq", 2)
+    cfg = train_config(folders, tmp_path / "vq", 2)
     train_vqvae(TINY_VQVAE, cfg)
     path = tmp_path / "vq" / "checkpoint.pt"
     state = torch.load(path, weights_only=False)
@@ -349,7 +311,7 @@ def distributed_worker(rank: int, world: int, port: int, folders, out, family: s
         {"RANK": str(rank), "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     )
     torch.set_num_threads(1)
-    cfg = config(folders, out / "run", 3)
+    cfg = train_config(folders, out / "run", 3)
     cfg.device = "cpu"
     if family == "vq":
         final = train_vqvae(TINY_VQVAE, cfg)
@@ -383,7 +345,7 @@ def test_distributed_training_keeps_the_ranks_in_sync(folders, tmp_path, family)
 
 @pytest.mark.parametrize("family", ["vq", "vae"])
 def test_mixed_precision_training_keeps_the_sensitive_parts_in_float32(folders, tmp_path, family):
-    cfg = config(folders, tmp_path / "run", 2)
+    cfg = train_config(folders, tmp_path / "run", 2)
     cfg.amp, cfg.device = True, "cpu"  # bfloat16 autocast works on the CPU too
     if family == "vq":
         model = train_vqvae(TINY_VQVAE, cfg)
@@ -411,7 +373,9 @@ def test_decoder_of_a_weights_file_is_finetuned_and_its_files_still_decode(
     old_codec = VQCodec.from_weights(old)
     data = old_codec.compress(smooth_image(40, 48))
     vqvae = load_vqvae(tiny_weights)
-    finetune_decoder(grow_decoder(vqvae, grow) if grow else vqvae, config(folders, tmp_path / "dec", 3), tiny_weights)
+    finetune_decoder(
+        grow_decoder(vqvae, grow) if grow else vqvae, train_config(folders, tmp_path / "dec", 3), tiny_weights
+    )
     new = export_codec(str(tmp_path / "dec"), tiny_weights, "tiny", 1, str(tmp_path / "new.safetensors"), None)
     assert new.meta["vqvae_config"]["decoder_blocks"] == grow
 
@@ -433,40 +397,14 @@ def test_decoder_of_a_weights_file_is_finetuned_and_its_files_still_decode(
     api._load.cache_clear()
 
 
-def test_a_retrained_codebook_supersedes_nothing(folders, tmp_path, tiny_weights):
-    train_vqvae(TINY_VQVAE, config(folders, tmp_path / "vq", 2), init=tiny_weights)
-    info = export_codec(str(tmp_path / "vq"), tiny_weights, "tiny", 1, str(tmp_path / "x.safetensors"), None)
-    assert info.meta["supersedes"] == [] and info.decodes == {info.model_id}
-    assert info.meta["training"]["continued"] == [{"weights": "tiny-q1", "id": read_info(tiny_weights).model_id.hex()}]
-    assert info.meta["training"]["budget"]["vqvae"]["core_hours"] > 0
-
-
 def test_a_time_limit_stops_with_a_checkpoint_and_the_run_resumes(folders, tmp_path):
-    cfg = config(folders, tmp_path / "vq", 1000)
+    cfg = train_config(folders, tmp_path / "vq", 1000)
     cfg.minutes, cfg.ckpt_every = 1e-9, 1000  # out of time at once: one checkpoint, no steps
     train_vqvae(TINY_VQVAE, cfg)
     assert torch.load(tmp_path / "vq" / "checkpoint.pt", weights_only=False)["step"] == 0
-    cfg = config(folders, tmp_path / "vq", 3)
+    cfg = train_config(folders, tmp_path / "vq", 3)
     train_vqvae(TINY_VQVAE, cfg)
     assert torch.load(tmp_path / "vq" / "checkpoint.pt", weights_only=False)["step"] == 3
-
-
-def test_a_level_exported_in_place_keeps_its_record_and_stores_float16(folders, tmp_path, tiny_weights):
-    import shutil
-
-    level = tmp_path / "tiny-q1.safetensors"
-    shutil.copy(tiny_weights, level)
-    old = read_info(level)
-    finetune_decoder(load_vqvae(level), config(folders, tmp_path / "dec", 2), str(level))
-    for _ in range(2):  # the second export reads the first one where the source was: same record
-        info = export_codec(str(tmp_path / "dec"), str(level), "tiny", 1, str(tmp_path / "x.safetensors"), None)
-        shutil.copy(tmp_path / "x.safetensors", level)
-        assert list(info.meta["training"]["steps"]) == ["decoder"]
-    assert info.meta["supersedes"][-1]["id"] == old.model_id.hex()
-    from vqcodec.zoo import load_tensors
-
-    dtypes = {v.dtype for k, v in load_tensors(info).items() if k.startswith("vqvae.") and "initialized" not in k}
-    assert dtypes == {torch.float16}
 
 
 def test_the_weight_average_of_a_short_run_follows_its_training():

@@ -601,7 +601,8 @@ def train_vqvae_cmd(ctx, init_from, config_file, **options) -> None:
 def train_decoder_cmd(ctx, vqvae_src, grow, config_file, **options) -> None:
     """Optional stage: more decoder-only steps (encoder and codebook frozen, so indices do not change)."""
     from vqcodec.models.vqvae import VQVAEConfig, grow_decoder
-    from vqcodec.train import finetune_decoder, load_vqvae
+    from vqcodec.runs import load_vqvae
+    from vqcodec.train import finetune_decoder
 
     _, cfg = stage_configs(config_file, VQVAEConfig, options, ctx)
     vqvae = load_vqvae(vqvae_src)
@@ -622,7 +623,8 @@ def train_decoder_cmd(ctx, vqvae_src, grow, config_file, **options) -> None:
 def train_prior_cmd(ctx, vqvae_dir, init_from, config_file, **options) -> None:
     """Stage 2: train the PixelCNN prior on the VQ-VAE's index grids (float, then integer-aware)."""
     from vqcodec.models.prior import PriorConfig
-    from vqcodec.train import load_vqvae, train_prior
+    from vqcodec.runs import load_vqvae
+    from vqcodec.train import train_prior
 
     model_cfg, cfg = stage_configs(config_file, PriorConfig, options, ctx)
     train_prior(load_vqvae(vqvae_dir), model_cfg, cfg, init=init_from)
@@ -676,7 +678,7 @@ baseline_command("vae", 64)
 )
 def train_export_cmd(vqvae_dir, prior_dir, run_dir, name, quality, out, kodak, is_default, level) -> None:
     """Last stage: write the weights file, measure it on Kodak, and store the numbers in its metadata."""
-    from vqcodec.train import export_baseline, export_codec
+    from vqcodec.export import export_baseline, export_codec
 
     if run_dir and not (vqvae_dir or prior_dir):
         info = export_baseline(run_dir, name or load_family(run_dir), quality, out, kodak, is_default, level)
@@ -690,6 +692,6 @@ def train_export_cmd(vqvae_dir, prior_dir, run_dir, name, quality, out, kodak, i
 def load_family(run_dir: str) -> str:
     """The family (ae or vae) of a baseline training run."""
     from vqcodec.models.ae import AEConfig
-    from vqcodec.train import load_run
+    from vqcodec.runs import load_run
 
     return AEConfig(**load_run(run_dir)[0]["model"]).family

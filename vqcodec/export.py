@@ -1,0 +1,112 @@
+"""Shipped weights from training runs: the VQ codecs and the AE/VAE baselines.
+
+Each export writes a weights file whose metadata holds the model's configuration, its training
+record (``vqcodec.runs``), the earlier weights whose files it still decodes (``supersedes``),
+and its numbers measured on Kodak (evaluation only, never tuning).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vqcodec import __version__
+from vqcodec.data import image_files, load_rgb
+from vqcodec.models.ae import AEConfig, level_model, make_model
+from vqcodec.models.vqvae import VQVAE
+from vqcodec.quantization import usage_stats
+from vqcodec.runs import (
+    CHECKPOINT,
+    TRAINING_DATA,
+    load_run,
+    load_vqvae,
+    read_prior,
+    run_budget,
+    same_codebook,
+    training_record,
+)
+
+
+def superseded(vqvae: VQVAE, prior_src: str | Path) -> list[dict]:
+    """The earlier weights whose files a new model decodes: those of ``prior_src`` when it is a
+    weights file (whose prior the new model ships) with the same codebook up to the float16 the
+    weights are stored in (so its files' indices mean the same: decoder-only fine-tuning), and in
+    turn the weights those superseded."""
+    if Path(prior_src).is_dir():
+        return []
+    from vqcodec.zoo import read_info
+
+    info = read_info(prior_src)
+    if not same_codebook(vqvae, prior_src):
+        return []
+    entry = {"id": info.model_id.hex(), "quality": info.quality, "release": info.meta.get("release", "0.1.0")}
+    return [entry, *info.meta.get("supersedes", [])]
+
+
+def export_codec(
+    vqvae_src: str, prior_src: str, name: str, quality: int, out: str, kodak: str | None, is_default: bool = False
+):
+    """Write a shipped VQ codec and measure it on ``kodak`` (evaluation only, never tuning).
+
+    ``vqvae_src`` and ``prior_src``: run directories or weights files (see ``read_prior``)."""
+    from vqcodec.codec import VQCodec, save_vq_weights
+
+    vqvae = load_vqvae(vqvae_src)
+    prior_cfg, tensors, prior_record = read_prior(prior_src)
+    training = training_record(vqvae_src)
+    for key in ("steps", "budget"):
+        training[key] = {**training.get(key, {}), **prior_record.pop(key, {})}
+    training.update(prior_record)
+    meta = {"training": training, "default": is_default, "metrics": {}, "release": __version__}
+    meta["supersedes"] = superseded(vqvae, prior_src)
+    info = save_vq_weights(out, vqvae, tensors, prior_cfg, name, quality, meta)
+    if kodak:
+        codec = VQCodec.from_weights(info)
+        meta["metrics"] = {**kodak_metrics(codec, kodak, name, quality), **codebook_usage(codec, kodak)}
+        info = save_vq_weights(out, vqvae, tensors, prior_cfg, name, quality, meta)
+    return info
+
+
+def export_baseline(
+    run_dir: str, name: str, quality: int, out: str, kodak: str | None, is_default: bool = False, level: int = 0
+):
+    """Write a shipped AE or VAE codec (``level`` of a variable-rate run) from a training run
+    and measure it on ``kodak``."""
+    from vqcodec.codec import BaselineCodec, save_baseline_weights
+
+    config, state = load_run(run_dir)
+    model_cfg = AEConfig(**config["model"])
+    if not 0 <= level < len(model_cfg.levels):
+        raise ValueError(f"{run_dir} has {len(model_cfg.levels)} levels, not level {level}")
+    model = make_model(model_cfg)
+    model.load_state_dict(state)
+    model = level_model(model, level)
+    stages = {"base": config["init"]["train"], "finetune": config["train"]} if config.get("init") else {}
+    stages = stages or {"train": config["train"]}
+    training = {"data": TRAINING_DATA, "steps": {k: v["steps"] for k, v in stages.items()}, **stages}
+    training["budget"] = {k: run_budget(v["out"]) for k, v in stages.items() if (Path(v["out"]) / CHECKPOINT).exists()}
+    if model_cfg.lambdas:  # one run trained every level: its budget is the family's, not this level's alone
+        training["lambdas"], training["level"] = list(model_cfg.lambdas), level
+    meta = {"training": training, "default": is_default, "metrics": {}, "release": __version__}
+    info = save_baseline_weights(out, model, name, quality, meta)
+    if kodak:
+        meta["metrics"] = kodak_metrics(BaselineCodec.from_weights(info), kodak, name, quality)
+        info = save_baseline_weights(out, model, name, quality, meta)
+    return info
+
+
+def kodak_metrics(codec, kodak: str, name: str, quality: int) -> dict[str, float]:
+    """Mean rate, quality and times of a codec over the Kodak folder (evaluation, never tuning)."""
+    from vqcodec.evaluation import measure_folder, summarize
+
+    summary = summarize(measure_folder(kodak, name, f"q{quality}", codec.compress, codec.decompress))
+    keys = ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
+    return {f"kodak_{k}": summary[k] for k in keys}
+
+
+def codebook_usage(codec, folder: str) -> dict[str, float]:
+    """Codebook usage and perplexity over a folder's index grids (dead codes are wasted rate)."""
+    idx = torch.cat([codec.analyze(load_rgb(p)).flatten() for p in image_files(folder)])
+    used, perplexity = usage_stats(idx, codec.vqvae.cfg.codebook_size)
+    return {"kodak_codebook_usage": used, "kodak_codebook_perplexity": perplexity}
