@@ -207,3 +207,21 @@ def test_each_level_is_placed_against_every_reference():
     assert head[-2:] == ["vs jpeg", "vs mbt (published)"] and body[0][-2:] == ["n/a", "-2.00"]
     (bd,) = reference_bd(rows, ["vq", "jpeg"])
     assert (bd["codec"], bd["reference"]) == ("vq", "jpeg") and bd["bd_rate_psnr"] < -20  # far fewer bits
+
+
+def test_learned_codecs_measure_the_same_in_worker_processes(tmp_path, tiny_weights, monkeypatch):
+    """Workers load each level from its weights file (not by name), so the files they write, and
+    the measurements they log, are those of one process."""
+    from vqcodec import api, zoo
+    from vqcodec.report import measure_all
+
+    monkeypatch.setattr(zoo, "shipped", lambda: (zoo.read_info(tiny_weights),))
+    api._load.cache_clear()
+    for n in range(3):
+        Image.fromarray(smooth_image(32, 48, seed=n)).save(tmp_path / f"{n}.png")
+    files = sorted(tmp_path.glob("*.png"))
+    log = evaluation.MeasurementLog(tmp_path / "log.jsonl")
+    one, two = measure_all(files, ["tiny+refine2"], 1), measure_all(files, ["tiny+refine2"], 2, log=log)
+    api._load.cache_clear()
+    assert [(m.image, m.bytes, m.psnr, m.model) for m in one] == [(m.image, m.bytes, m.psnr, m.model) for m in two]
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3

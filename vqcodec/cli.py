@@ -389,7 +389,13 @@ def main(argv: list[str] | None = None) -> None:
 @click.option("--codecs", default="vq,jpeg,webp,avif,jpeg2000", show_default=True, help="Comma-separated codecs.")
 @click.option("--out", default="reports/eval", show_default=True, help="Report directory.")
 @click.option("--limit", type=int, default=None, help="Only the first N images.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Processes for the classical codecs.")
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Processes of one thread each, measuring images side by side (learned codecs on a GPU: one).",
+)
 @click.option("--anchor", default="jpeg", show_default=True, help="Codec that BD numbers are measured against.")
 @click.option("--anchors-dir", default=None, help="Published curves (CompressAI JSON) to draw dashed.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda, for the learned codecs.")

@@ -186,10 +186,29 @@ def classical_points(codec: str) -> list[tuple[str, Encoder, Decoder]]:
 CLASSICAL_MODEL = f"Pillow {Image.__version__}"  # the codec libraries come with Pillow's wheels
 
 
-def _classical_job(args: tuple[str, int, str]) -> list[Measurement]:
+def _classical_job(args: tuple[str, int, str]) -> Measurement:
     path, index, codec = args
     setting, encode, decode = classical_points(codec)[index]
-    return [measure(Path(path).name, codec, setting, load_rgb(path), encode, decode, CLASSICAL_MODEL)]
+    return measure(Path(path).name, codec, setting, load_rgb(path), encode, decode, CLASSICAL_MODEL)
+
+
+def run_jobs(job: Callable[[tuple], Measurement], todo: list[tuple], workers: int, log: MeasurementLog, desc: str):
+    """``job`` on each of ``todo`` (picklable arguments), in ``workers`` processes of one torch
+    thread each, every measurement added to ``log`` as it comes back, in order."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    bar = {"desc": desc, "total": len(todo), "leave": False, "dynamic_ncols": True}
+    if workers <= 1 or len(todo) <= 1:
+        for args in tqdm(todo, **bar):
+            log.add(job(args))
+        return
+    # spawn, not fork: forking a process whose torch thread pools are running deadlocks the children
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        for m in tqdm(pool.map(job, todo), **bar):
+            log.add(m)
 
 
 def run_classical(
@@ -197,26 +216,11 @@ def run_classical(
 ) -> list[Measurement]:
     """Every image at every rate point of a classical codec, in ``workers`` processes (those in
     ``log`` taken from it, the others added to it)."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    from tqdm import tqdm
-
     log = log or MeasurementLog()
     settings = [s for s, _, _ in classical_points(codec)]
     jobs = [(str(p), i, codec) for p in files for i in range(len(settings))]
     todo = [j for j in jobs if not log.get(Path(j[0]).name, codec, settings[j[1]], CLASSICAL_MODEL)]
-    bar = {"desc": codec, "total": len(todo), "leave": False, "dynamic_ncols": True}
-    if workers <= 1:
-        for job in tqdm(todo, **bar):
-            for m in _classical_job(job):
-                log.add(m)
-    else:
-        # spawn, not fork: forking a process whose torch thread pools are running deadlocks the children
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=spawn, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            for batch in tqdm(pool.map(_classical_job, todo), **bar):
-                for m in batch:
-                    log.add(m)
+    run_jobs(_classical_job, todo, workers, log, codec)
     return [log.get(Path(p).name, codec, settings[i], CLASSICAL_MODEL) for p, i, _ in jobs]
 
 

@@ -16,7 +16,6 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from vqcodec.data import image_files, load_rgb
 from vqcodec.errors import VQCodecError
@@ -33,6 +32,7 @@ from vqcodec.evaluation import (
     delta_at_rate,
     measure,
     run_classical,
+    run_jobs,
 )
 from vqcodec.refine import REFINE_RATE, REFINE_STEPS
 from vqcodec.viewer import Variant, measured, viewer_html
@@ -51,36 +51,55 @@ def learned_spec(codec: str) -> tuple[str, int]:
     return name, int(steps) if steps else REFINE_STEPS
 
 
-def learned_points(codec: str, device: str = "cpu") -> list[tuple[str, Encoder, Decoder, str]]:
-    """(setting, encode, decode, what codes it: the weights id, and the rate weight of a refined
+def learned_levels(codec: str) -> list[tuple[str, str, str]]:
+    """(setting, weights file, what codes it: the weights id, and the rate weight of a refined
     model) for every shipped level of a learned model (``learned_spec``)."""
-    from vqcodec.api import load_codec
     from vqcodec.zoo import shipped
 
     name, refine = learned_spec(codec)
-    models = [(f"q{i.quality}", load_codec(name, i.quality, device)) for i in shipped() if i.name == name]
     method = f" rate={REFINE_RATE}" if refine else ""  # refined files depend on the refinement's rate weight too
-    return [(s, partial(m.compress, refine=refine), m.decompress, m.info.model_id.hex() + method) for s, m in models]
+    return [(f"q{i.quality}", str(i.path), i.model_id.hex() + method) for i in shipped() if i.name == name]
+
+
+def learned_points(codec: str, device: str = "cpu") -> list[tuple[str, Encoder, Decoder, str]]:
+    """(setting, encode, decode, what codes it) for every shipped level of a learned model."""
+    from vqcodec.api import load_codec
+
+    refine = learned_spec(codec)[1]
+    levels = [(setting, load_codec(path, device=device), model) for setting, path, model in learned_levels(codec)]
+    return [(setting, partial(m.compress, refine=refine), m.decompress, model) for setting, m, model in levels]
 
 
 def measure_all(
     files: list[Path], codecs: list[str], workers: int, device: str = "cpu", log: MeasurementLog | None = None
 ) -> list[Measurement]:
-    """Every image with every codec at each of its rate points; what ``log`` holds is reused."""
+    """Every image with every codec at each of its rate points, in ``workers`` processes (one
+    on a GPU); what ``log`` holds is reused."""
     log = log or MeasurementLog()
     rows: list[Measurement] = []
     for codec in codecs:
         if codec in CLASSICAL:
             rows += run_classical(codec, files, workers, log)
             continue
-        points = learned_points(codec, device)
-        if not points:
+        levels = learned_levels(codec)
+        if not levels:
             raise ValueError(f"unknown codec {codec!r}: not a classical codec and no shipped model of that name")
-        for setting, encode, decode, model in points:
-            for path in tqdm(files, desc=f"{codec} {setting}", leave=False, dynamic_ncols=True):
-                done = log.get(path.name, codec, setting, model)
-                rows.append(done or log.add(measure(path.name, codec, setting, load_rgb(path), encode, decode, model)))
+        jobs = [(str(p), codec, setting, weights, model, device) for setting, weights, model in levels for p in files]
+        todo = [j for j in jobs if not log.get(Path(j[0]).name, codec, j[2], j[4])]
+        run_jobs(_learned_job, todo, workers if device == "cpu" else 1, log, codec)
+        rows += [log.get(Path(j[0]).name, codec, j[2], j[4]) for j in jobs]
     return rows
+
+
+def _learned_job(args: tuple[str, str, str, str, str, str]) -> Measurement:
+    """One image at one level (a weights file) of a learned codec (``learned_spec``), in this
+    process (a worker loads each level once)."""
+    from vqcodec.api import load_codec
+
+    path, codec, setting, weights, model, device = args
+    level = load_codec(weights, device=device)
+    encode = partial(level.compress, refine=learned_spec(codec)[1])
+    return measure(Path(path).name, codec, setting, load_rgb(path), encode, level.decompress, model)
 
 
 def published_anchors(folder: Path) -> dict[str, dict]:
