@@ -9,7 +9,9 @@ their weights' metadata, interpolated linearly in bpp as the evaluation report d
 With ``--measurements FILE`` (the log of ``vqcodec eval --codecs vq,vq+refine,webp,avif
 --measurements FILE``, which may be partial) it measures nothing: for every level whose refined
 files are logged for all the images its plain files are, it prints both points, the gain at
-equal rate against the logged ladder, and each point's PSNR against WebP and AVIF at its rate.
+equal rate against the logged ladder, and each point's PSNR against WebP and AVIF at its rate;
+then the BD-rates of the plain ladder and of the finished refined levels against each classical
+codec in the log, and of those refined levels against the plain ladder.
 
     python bin/refine_gain.py --measurements docs/kodak-measurements.jsonl
 """
@@ -25,7 +27,15 @@ import numpy as np
 
 from vqcodec.api import load_codec
 from vqcodec.data import image_files, load_rgb
-from vqcodec.evaluation import MeasurementLog, curve, delta_at_rate, gain_at_equal_rate, kodak_curve, psnr
+from vqcodec.evaluation import (
+    MeasurementLog,
+    bd_metrics,
+    curve,
+    delta_at_rate,
+    gain_at_equal_rate,
+    kodak_curve,
+    psnr,
+)
 from vqcodec.refine import REFINE_RATE, REFINE_STEPS
 from vqcodec.report import REFINED
 from vqcodec.zoo import levels
@@ -85,12 +95,14 @@ def summarise(log_path: Path, model: str, steps: int) -> None:
     ladder = curve(rows, model)
     classical = {c: curve(rows, c) for c in ("webp", "avif") if any(r.codec == c for r in rows)}
     print(f"{refined_name} against {model} ({log_path}):")
+    finished = []
     for setting in sorted({r.setting for r in rows if r.codec == model}, key=lambda s: int(s[1:])):
         plain = {r.image: r for r in rows if r.codec == model and r.setting == setting}
         refined = {r.image: r for r in rows if r.codec == refined_name and r.setting == setting}
         if not plain or set(plain) - set(refined):
             print(f"  {setting}: {len(set(plain) & set(refined))} of {len(plain)} images refined")
             continue
+        finished.append(setting)
         points = [tuple(np.mean([[r.bpp, r.psnr] for r in rs.values()], axis=0)) for rs in (plain, refined)]
         encode = [statistics.median(r.encode_s for r in rs.values()) for rs in (plain, refined)]
         (b0, d0), (b1, d1) = points
@@ -104,6 +116,28 @@ def summarise(log_path: Path, model: str, steps: int) -> None:
             deltas = [delta_at_rate(anchor, (np.array([b]), np.array([d]))) for b, d in points]
             line += "; vs " + name + " " + " -> ".join("n/a" if x is None else f"{x:+.2f}" for x in deltas)
         print(line)
+    done = [r for r in rows if r.codec != refined_name or r.setting in finished]
+    bd_rates(done, model, refined_name, finished)
+
+
+def bd_rates(rows: list, model: str, refined_name: str, finished: list[str]) -> None:
+    """BD-rates (PSNR, MS-SSIM dB) of the plain ladder and of its finished refined levels against
+    each classical codec of the log, and of the refined levels against the plain ladder."""
+    if len(finished) < 2:
+        return
+    print(f"BD-rate over the overlapping range, {refined_name} at {', '.join(finished)}:")
+    references = [c for c in ("jpeg", "webp", "avif", "jpeg2000") if any(r.codec == c for r in rows)]
+    for reference in [*references, model]:
+        cells = []
+        for codec in (model, refined_name):
+            if codec == reference:
+                continue
+            numbers = [bd_metrics(curve(rows, reference, m), curve(rows, codec, m))["bd_rate"] for m in METRICS]
+            cells.append(f"{codec} " + " / ".join("n/a" if x is None else f"{x:+.1f}%" for x in numbers))
+        print(f"  against {reference} (PSNR / MS-SSIM dB): " + "; ".join(cells))
+
+
+METRICS = ("psnr", "ms_ssim_db")
 
 
 def equal_rate(gain: float | None, points: list[tuple[float, float]]) -> str:
