@@ -52,7 +52,7 @@ def golden_baseline(family: str) -> bytes:
     codec = vqcodec.load_codec(family)
     data = codec.compress(crop())
     z_hat, y_hat, _ = codec.quantize(pixels(crop(), codec.multiple))
-    stem = OUT / f"golden-v{VERSION}-{family}"
+    stem = OUT / f"golden-v{unpack(data)[0].version}-{family}"  # the version its header says
     stem.with_suffix(".vqc").write_bytes(data)
     np.save(f"{stem}-latent.npy", y_hat.numpy().astype(np.int16))
     if z_hat is not None:

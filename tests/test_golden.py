@@ -14,6 +14,7 @@ from PIL import Image
 
 import vqcodec
 from vqcodec import entropy
+from vqcodec.errors import ModelError
 from vqcodec.format import unpack, varint
 
 DATA = Path(__file__).parent / "data"
@@ -49,18 +50,31 @@ def test_golden_indices_reencode_to_the_same_payload(version):
         )
 
 
+BASELINE_GOLDEN = {"ae": 2, "vae": 1}  # each family's golden file of its shipped default model
+RETIRED_GOLDEN = {"ae": (1, "0.10.0")}  # golden files of replaced baselines: the last release that decodes them
+
+
 @pytest.mark.parametrize("family", ["ae", "vae"])
 def test_baseline_golden_files_decode_to_the_same_latents_and_pixels(family):
-    data = (DATA / f"golden-v1-{family}.vqc").read_bytes()
+    data = (DATA / f"golden-v{BASELINE_GOLDEN[family]}-{family}.vqc").read_bytes()
     header, payload = unpack(data)
     codec = vqcodec.load_codec(family)
     assert codec.info.model_id == header.model_id, f"the shipped default {family} model changed: new golden file"
     m = codec.multiple
     z_hat, y_hat, table = codec.read(payload, -(-header.height // m) * m, -(-header.width // m) * m)
-    assert np.array_equal(y_hat.numpy(), np.load(DATA / f"golden-v1-{family}-latent.npy"))
+    stem = DATA / f"golden-v{header.version}-{family}"
+    assert np.array_equal(y_hat.numpy(), np.load(f"{stem}-latent.npy"))
     if z_hat is not None:
-        assert np.array_equal(z_hat.numpy(), np.load(DATA / f"golden-v1-{family}-side.npy"))
+        assert np.array_equal(z_hat.numpy(), np.load(f"{stem}-side.npy"))
     decoded = np.asarray(vqcodec.decompress(data), dtype=np.int16)
-    expected = np.asarray(Image.open(DATA / f"golden-v1-{family}-decoded.png").convert("RGB"), dtype=np.int16)
+    expected = np.asarray(Image.open(f"{stem}-decoded.png").convert("RGB"), dtype=np.int16)
     assert np.abs(decoded - expected).max() <= 1  # the synthesis network is float: within rounding
     assert codec.write(z_hat, y_hat, table) == payload  # the encoder's entropy coding is pinned too
+
+
+@pytest.mark.parametrize("family", sorted(RETIRED_GOLDEN))
+def test_a_retired_baselines_file_names_the_release_that_decodes_it(family):
+    version, release = RETIRED_GOLDEN[family]
+    data = (DATA / f"golden-v{version}-{family}.vqc").read_bytes()
+    with pytest.raises(ModelError, match=rf"retired after vqcodec {release}: .*vqcodec=={release}"):
+        vqcodec.decompress(data)
