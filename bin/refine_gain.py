@@ -1,10 +1,13 @@
-"""What encoder-side refinement (``vqcodec compress --refine N``) buys at one level: whole files
-of every image with the encoder's nearest codes and with N refinement steps, decoded, then the
-mean rate (8 x file bytes / pixels) and PSNR of each, the encode times, and the gain at equal
-rate: the refined point's PSNR against the ladder's Kodak curve (the levels' own points from
-their weights' metadata, interpolated linearly in bpp as the evaluation report does).
+"""What encoder-side refinement (``vqcodec compress --refine N``) buys at one level, and at
+which rate weight: whole files of every image, coded by every level of the model with the
+encoder's nearest codes (the ladder on these images), by WebP's quality sweep, and at
+``--quality`` with N refinement steps at each elasticity of ``--rates``, all decoded. It prints
+each point's mean rate (8 x file bytes / pixels) and PSNR, the median encode time, the gain at
+equal rate (the refined point's height above the ladder measured on the same images, less the
+plain level's, linear in bpp as the evaluation report interpolates) and each point's PSNR
+against WebP's curve on the same images at its rate.
 
-    python bin/refine_gain.py --quality 4 --steps 40 [--images 24] [--folder ../shared/data/kodak] [--device cuda]
+    python bin/refine_gain.py --quality 6 --rates 0.4,0.75 --folder ../shared/data/val --images 6
 
 With ``--measurements FILE`` (the log of ``vqcodec eval --codecs vq,vq+refine,webp,avif
 --measurements FILE``, which may be partial) it measures nothing: for every level whose refined
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +30,14 @@ import numpy as np
 from vqcodec.api import load_codec
 from vqcodec.data import image_files, load_rgb
 from vqcodec.evaluation import (
+    Measurement,
     MeasurementLog,
     bd_metrics,
+    classical_points,
     curve,
     delta_at_rate,
     gain_at_equal_rate,
-    kodak_curve,
-    psnr,
+    measure,
 )
 from vqcodec.refine import REFINE_RATE, REFINE_STEPS
 from vqcodec.report import REFINED
@@ -48,45 +51,82 @@ def main() -> None:
     ap.add_argument("--model", default="vq")
     ap.add_argument("--quality", type=int, default=4)
     ap.add_argument("--steps", type=int, default=REFINE_STEPS)
+    ap.add_argument("--rates", default=str(REFINE_RATE), help="rate weights (elasticities) to compare, as 0.4,0.75")
     ap.add_argument("--images", type=int, default=24, help="the first N images of the folder")
     ap.add_argument("--folder", type=Path, default=KODAK)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--measurements", type=Path, default=None, help="summarise this evaluation log instead")
     args = ap.parse_args()
     if args.measurements:
-        summarise(args.measurements, args.model, args.steps)
+        summarise(args.measurements, args.model, args.steps, float(args.rates.split(",")[0]))
         return
 
-    codec = load_codec(args.model, args.quality, args.device)
-    rows: dict[int, list[tuple[float, float, float]]] = {0: [], args.steps: []}
-    for path in image_files(args.folder)[: args.images]:
+    rates = [float(r) for r in args.rates.split(",")]
+    files = image_files(args.folder)[: args.images]
+    rows = measure_refinement(files, args.model, args.quality, args.steps, rates, args.device)
+    report_refinement(rows, args, rates)
+
+
+def rate_codec(rate: float) -> str:
+    return f"refine rate={rate}"
+
+
+def measure_refinement(
+    files: list[Path], model: str, quality: int, steps: int, rates: list[float], device: str
+) -> list[Measurement]:
+    """Every image coded by each level of ``model`` (nearest codes), by WebP's sweep, and by
+    level ``quality`` with ``steps`` refinement steps at each rate weight."""
+    ladder = [load_codec(model, info.quality, device) for info in levels(model)]
+    codec = next(c for c in ladder if c.info.quality == quality)
+    rows = []
+    for path in files:
         img = load_rgb(path)
-        line = [path.name]
-        for steps, out in rows.items():
-            start = time.perf_counter()
-            data = codec.compress(img, steps)
-            seconds = time.perf_counter() - start
-            decoded = np.asarray(codec.decompress(data))
-            out.append((8 * len(data) / (img.width * img.height), psnr(np.asarray(img), decoded), seconds))
-            line.append(f"refine {steps}: {out[-1][0]:.4f} bpp {out[-1][1]:.3f} dB {seconds:.1f} s")
-        print(", ".join(line), flush=True)
-
-    (plain_bpp, plain_db, _), (bpp, db, _) = (np.mean(out, axis=0) for out in rows.values())
-    plain_s, refined_s = (statistics.median(r[2] for r in out) for out in rows.values())
-    print(f"{args.model} q{args.quality}, {len(rows[0])} images of {args.folder.name}:")
-    print(f"  nearest codes: {plain_bpp:.4f} bpp, {plain_db:.3f} dB, encode median {plain_s:.2f} s")
-    print(f"  refine {args.steps}: {bpp:.4f} bpp, {db:.3f} dB, encode median {refined_s:.2f} s")
-    print(f"  change: {100 * (bpp / plain_bpp - 1):+.2f}% bits, {db - plain_db:+.3f} dB")
-    gain = gain_at_equal_rate(kodak_curve(args.model), (plain_bpp, plain_db), (bpp, db))
-    if gain is not None:
-        print(f"  against the ladder's Kodak curve (levels' points, linear in bpp): {gain:+.3f} dB at equal rate")
+        rows += [measure(path.name, model, f"q{c.info.quality}", img, c.compress, c.decompress) for c in ladder]
+        rows += [measure(path.name, "webp", s, img, enc, dec) for s, enc, dec in classical_points("webp")]
+        for rate in rates:
+            codec.refine_rate = rate
+            refined = measure(
+                path.name, rate_codec(rate), f"q{quality}", img, lambda im: codec.compress(im, steps), codec.decompress
+            )
+            rows.append(refined)
+            print(
+                f"{path.name} rate {rate}: {refined.bpp:.4f} bpp {refined.psnr:.3f} dB {refined.encode_s:.1f} s",
+                flush=True,
+            )
+    return rows
 
 
-def summarise(log_path: Path, model: str, steps: int) -> None:
+def report_refinement(rows: list[Measurement], args: argparse.Namespace, rates: list[float]) -> None:
+    """Each rate weight's refined point against the plain level, the ladder and WebP, all measured
+    on the same images."""
+    ladder, webp = curve(rows, args.model), curve(rows, "webp")
+
+    def summary(codec: str) -> tuple[tuple[float, float], float, str]:
+        ms = [r for r in rows if r.codec == codec and r.setting == f"q{args.quality}"]
+        bpp, db = float(np.mean([r.bpp for r in ms])), float(np.mean([r.psnr for r in ms]))
+        versus = delta_at_rate(webp, (np.array([bpp]), np.array([db])))
+        return (bpp, db), statistics.median(r.encode_s for r in ms), "n/a" if versus is None else f"{versus:+.3f} dB"
+
+    plain, plain_s, plain_webp = summary(args.model)
+    images = len({r.image for r in rows})
+    print(f"{args.model} q{args.quality}, {images} images of {args.folder.name}:")
+    print(f"  nearest codes: {plain[0]:.4f} bpp, {plain[1]:.3f} dB, encode median {plain_s:.2f} s", end="")
+    print(f"; vs WebP {plain_webp}")
+    for rate in rates:
+        (bpp, db), seconds, versus = summary(rate_codec(rate))
+        gain = gain_at_equal_rate(ladder, plain, (bpp, db))
+        print(
+            f"  refine {args.steps}, rate {rate}: {bpp:.4f} bpp, {db:.3f} dB ({100 * (bpp / plain[0] - 1):+.2f}% bits,"
+            f" {db - plain[1]:+.3f} dB), at equal rate {equal_rate(gain, [plain, (bpp, db)])} against the ladder"
+            f" on these images; vs WebP {versus}; encode median {seconds:.1f} s"
+        )
+
+
+def summarise(log_path: Path, model: str, steps: int, rate: float) -> None:
     """The refined levels of an evaluation log against its plain ladder and classical codecs."""
     refined_name = model + REFINED + ("" if steps == REFINE_STEPS else str(steps))
     current = {f"q{i.quality}": i.model_id.hex() for i in levels(model)}  # other models' lines are left out
-    method = {model: "", refined_name: f" rate={REFINE_RATE}"}
+    method = {model: "", refined_name: f" rate={rate}"}
     rows = [
         r
         for r in MeasurementLog(log_path).done.values()

@@ -48,7 +48,7 @@ from vqcodec.models.ae import (
 )
 from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig, float_state
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
-from vqcodec.refine import refine_indices
+from vqcodec.refine import REFINE_RATE, refine_indices
 from vqcodec.zoo import WeightsInfo, load_tensors, save_weights
 
 MAX_PIXELS = 128 * 1024 * 1024  # like Pillow's MAX_IMAGE_PIXELS; callers may raise it
@@ -181,6 +181,7 @@ class VQCodec(Codec):
         # about 1% of the encoder's indices differ (same rate and PSNR; measured in README)
         self.bf16 = bf16_supported(device)
         self.format_version = 3 if prior.cfg.groups > 1 else 2
+        self.refine_rate = REFINE_RATE  # refinement's rate weight (an elasticity, vqcodec.refine); tuning sets it
 
     @classmethod
     def from_weights(cls, info: WeightsInfo, device: str | torch.device = "cpu") -> VQCodec:
@@ -251,7 +252,13 @@ class VQCodec(Codec):
         if refine:
             code_lengths = self.float_prior.code_lengths
             return refine_indices(
-                latent, x, self.vqvae.quantizer, self.synthesize_latent, refine, code_lengths=code_lengths
+                latent,
+                x,
+                self.vqvae.quantizer,
+                self.synthesize_latent,
+                refine,
+                code_lengths=code_lengths,
+                rate=self.refine_rate,
             )
         return self.vqvae.quantizer.indices(latent)
 

@@ -30,7 +30,7 @@ from vqcodec.quantization import VectorQuantizer, nearest_codes
 
 REFINE_STEPS = 40  # what the README measures and `vqcodec eval`'s NAME+refine uses
 REFINE_LR = 2e-3  # Adam's step on the latent, decayed to 0 on a cosine over the steps (tuned on validation)
-REFINE_RATE = 0.75  # the rate's weight as an elasticity (tuned on validation at q4)
+REFINE_RATE = 0.4  # the rate's weight as an elasticity (tuned on validation at q2-q6: vqcodec 0.11)
 CANDIDATES = 8  # the codes nearest each latent that its soft assignment spreads over
 
 # (index grids (B, h, w), candidate codes (B, h, w, T)) -> bits of each candidate in its context
