@@ -173,7 +173,21 @@ def measure_ladder(val: Path, images: int) -> tuple[list[float], list[float]]:
     return bpps, psnrs
 
 
-def plot(store: dict, path: Path) -> None:
+def shipped_kodak() -> dict[str, tuple[float, list[float], list[float]]]:
+    """Each family's shipped levels: the family's training core-hours and the levels' Kodak bpp
+    and PSNR from their weights' metadata (measured at export, never used to choose)."""
+    from vqcodec.zoo import levels, training_core_hours
+
+    out = {}
+    for family in FAMILIES:
+        metrics = [info.metrics for info in levels(family)]
+        if all("kodak_bpp" in m for m in metrics):
+            bpps, psnrs = [m["kodak_bpp"] for m in metrics], [m["kodak_psnr"] for m in metrics]
+            out[family] = (training_core_hours(family)[0], bpps, psnrs)
+    return out
+
+
+def plot(store: dict, kodak: dict[str, tuple[float, list[float], list[float]]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,7 +201,8 @@ def plot(store: dict, path: Path) -> None:
             pts = sorted((x, y) for x, y in pts if y is not None)
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", ms=3, color=colors[family], label=family)
-        for p in store["points"].get("vq", []):
+        latest = store["points"].get("vq", [])[-1:]  # the GPU time of the shipped ladder (earlier ones: the JSON)
+        for p in latest:
             if p.get("gpu_hours") and (y := psnr_at(p["bpp"], p["psnr"], rate)) is not None:
                 ax.annotate(
                     f"+{p['gpu_hours']:.2f} GPU-h",
@@ -197,7 +212,19 @@ def plot(store: dict, path: Path) -> None:
                     textcoords="offset points",
                     color=colors["vq"],
                 )
-        ax.set_title(f"PSNR at {rate} bpp (validation)")
+        for family, (hours, bpps, psnrs) in kodak.items():
+            if (y := psnr_at(bpps, psnrs, rate)) is not None:
+                ax.plot(
+                    hours,
+                    y,
+                    marker="*",
+                    ms=10,
+                    mfc="none",
+                    ls="",
+                    color=colors[family],
+                    label=f"{family} shipped, Kodak",
+                )
+        ax.set_title(f"PSNR at {rate} bpp (lines: validation; stars: Kodak)", fontsize=10)
         ax.set_xlabel("training core-hours of the family")
         ax.set_ylabel("PSNR (dB)")
         ax.grid(alpha=0.3)
@@ -235,12 +262,16 @@ def main() -> None:
         "core-hours; vq: shipped ladders, real files; ae/vae: variable-rate runs, estimated bits"
     )
     path.write_text(json.dumps(store, indent=1) + "\n")
-    plot(store, args.out / "compute-curves.png")
+    kodak = shipped_kodak()
+    plot(store, kodak, args.out / "compute-curves.png")
     for family in FAMILIES:
         for p in points.get(family, [])[-3:]:
             at = ", ".join(f"{r} bpp {v:.2f} dB" for r in RATES if (v := psnr_at(p["bpp"], p["psnr"], r)) is not None)
             gpu = f" + {p['gpu_hours']:.2f} GPU-h" if p.get("gpu_hours") else ""
             print(f"{family:>4} {p['core_hours']:7.2f} core-h{gpu}: {at or 'outside its rates'}")
+    for family, (hours, bpps, psnrs) in kodak.items():
+        at = ", ".join(f"{r} bpp {v:.2f} dB" for r in RATES if (v := psnr_at(bpps, psnrs, r)) is not None)
+        print(f"{family:>4} shipped, Kodak, {hours:.2f} core-h: {at or 'outside its rates'}")
     print(f"wrote {path} and {args.out / 'compute-curves.png'}")
 
 
