@@ -7,10 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
+import vqcodec.codec as codec_module
 from vqcodec import VQCodecError
 from vqcodec.codec import pixels
 from vqcodec.entropy import grid_bits
-from vqcodec.refine import refine_indices
+from vqcodec.refine import REFINE_RATE, refine_indices
 
 from .conftest import smooth_image
 
@@ -90,3 +91,17 @@ def test_baselines_and_negative_steps_are_refused(tiny_baselines, tiny_codec):
             codec.compress(arr, refine=3)
     with pytest.raises(VQCodecError, match="0 or more"):
         tiny_codec.compress(arr, refine=-1)
+
+
+def test_the_codecs_rate_weight_is_the_one_its_refinement_weighs(tiny_codec, image, monkeypatch):
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["rate"])
+        return refine_indices(*args, **kwargs)
+
+    monkeypatch.setattr(codec_module, "refine_indices", spy)
+    assert tiny_codec.refine_rate == REFINE_RATE
+    monkeypatch.setattr(tiny_codec, "refine_rate", 0.123)
+    tiny_codec.analysis(image, 2)
+    assert seen == [0.123]
