@@ -57,11 +57,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--measurements", type=Path, default=None, help="summarise this evaluation log instead")
     args = ap.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
     if args.measurements:
-        summarise(args.measurements, args.model, args.steps, float(args.rates.split(",")[0]))
+        summarise(args.measurements, args.model, args.steps, rates[0])
         return
 
-    rates = [float(r) for r in args.rates.split(",")]
     files = image_files(args.folder)[: args.images]
     rows = measure_refinement(files, args.model, args.quality, args.steps, rates, args.device)
     report_refinement(rows, args, rates)
