@@ -176,15 +176,21 @@ def measure_ladder(val: Path, images: int) -> tuple[list[float], list[float]]:
 def shipped_kodak() -> dict[str, tuple[float, list[float], list[float]]]:
     """Each family's shipped levels: the family's training core-hours and the levels' Kodak bpp
     and PSNR from their weights' metadata (measured at export, never used to choose)."""
+    from vqcodec.evaluation import kodak_curve
     from vqcodec.zoo import levels, training_core_hours
 
     out = {}
     for family in FAMILIES:
-        metrics = [info.metrics for info in levels(family)]
-        if all("kodak_bpp" in m for m in metrics):
-            bpps, psnrs = [m["kodak_bpp"] for m in metrics], [m["kodak_psnr"] for m in metrics]
-            out[family] = (training_core_hours(family)[0], bpps, psnrs)
+        if all("kodak_bpp" in info.metrics for info in levels(family)):
+            bpps, psnrs = kodak_curve(family)
+            out[family] = (training_core_hours(family)[0], bpps.tolist(), psnrs.tolist())
     return out
+
+
+def at_rates(bpps: list[float], psnrs: list[float]) -> str:
+    """PSNR at each of RATES, where the points reach it."""
+    at = ", ".join(f"{r} bpp {v:.2f} dB" for r in RATES if (v := psnr_at(bpps, psnrs, r)) is not None)
+    return at or "outside its rates"
 
 
 def plot(store: dict, kodak: dict[str, tuple[float, list[float], list[float]]], path: Path) -> None:
@@ -266,12 +272,10 @@ def main() -> None:
     plot(store, kodak, args.out / "compute-curves.png")
     for family in FAMILIES:
         for p in points.get(family, [])[-3:]:
-            at = ", ".join(f"{r} bpp {v:.2f} dB" for r in RATES if (v := psnr_at(p["bpp"], p["psnr"], r)) is not None)
             gpu = f" + {p['gpu_hours']:.2f} GPU-h" if p.get("gpu_hours") else ""
-            print(f"{family:>4} {p['core_hours']:7.2f} core-h{gpu}: {at or 'outside its rates'}")
+            print(f"{family:>4} {p['core_hours']:7.2f} core-h{gpu}: {at_rates(p['bpp'], p['psnr'])}")
     for family, (hours, bpps, psnrs) in kodak.items():
-        at = ", ".join(f"{r} bpp {v:.2f} dB" for r in RATES if (v := psnr_at(bpps, psnrs, r)) is not None)
-        print(f"{family:>4} shipped, Kodak, {hours:.2f} core-h: {at or 'outside its rates'}")
+        print(f"{family:>4} shipped, Kodak, {hours:.2f} core-h: {at_rates(bpps, psnrs)}")
     print(f"wrote {path} and {args.out / 'compute-curves.png'}")
 
 
