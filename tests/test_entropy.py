@@ -74,8 +74,15 @@ def test_payload_matches_cross_entropy(groups):
 def test_encoder_grouping_does_not_change_the_bitstream(groups):
     prior = make_prior(2.0, k=32, radius=2, groups=groups)
     idx = torch.randint(0, 32, (21, 30), generator=torch.Generator().manual_seed(5))
-    streams = {entropy.encode_grid(prior, idx, group=g) for g in (1, 3, 64, 10_000)}
+    streams = {entropy.encode_grid(prior, idx, group=g) for g in (None, 1, 3, 64, 10_000)}
     assert len(streams) == 1
+
+
+def test_the_encoder_calls_the_prior_on_about_a_fixed_number_of_table_entries():
+    wide, narrow = make_prior(2.0, k=512, radius=1), make_prior(2.0, k=512, radius=1, groups=16)
+    assert entropy.waves_per_call(wide, 78) == entropy.CALL_ENTRIES // (78 * 512)
+    assert entropy.waves_per_call(narrow, 78) == entropy.CALL_ENTRIES // (78 * (16 + 32))
+    assert entropy.waves_per_call(wide, 10**6) == 1
 
 
 @pytest.mark.parametrize("groups", [1, 4])

@@ -36,6 +36,7 @@ FREQ_BITS = 24
 TOTAL = 1 << FREQ_BITS
 LUT_BITS = 16
 RECIPROCAL_BITS = 32  # w < 2**17 and reciprocal < 2**(24 + 32 - 16): products fit in int64
+CALL_ENTRIES = 1 << 18  # frequency-table entries per prior call of the encoder (waves_per_call)
 
 
 @lru_cache(maxsize=1)
@@ -166,11 +167,14 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def encode_grid(prior: IntegerPrior, idx: torch.Tensor, group: int = 64, stripe_rows: int | None = None) -> bytes:
+def encode_grid(
+    prior: IntegerPrior, idx: torch.Tensor, group: int | None = None, stripe_rows: int | None = None
+) -> bytes:
     """Range-code an (H, W) index grid under the prior, in stripes of ``stripe_rows`` rows
-    (None: one stripe); ``group`` wavefronts per prior call."""
+    (None: one stripe); ``group`` wavefronts per prior call (None: ``waves_per_call``)."""
     h, w = idx.shape
     waves = Wavefronts(h, w, prior.cfg.radius, stripe_rows)
+    group = group or waves_per_call(prior, h * w / len(waves))
     ctx = GridContext(h, w, prior, stripe_rows)
     pos = ctx.positions(waves.rows, waves.cols)
     codes = torch.from_numpy(idx.reshape(-1).cpu().numpy()[waves.rows * w + waves.cols]).to(prior.device)
@@ -191,6 +195,16 @@ def encode_grid(prior: IntegerPrior, idx: torch.Tensor, group: int = 64, stripe_
                 for weights, symbols in parts:
                     encoder.encode(symbols[w], model, weights[w])
     return encoder.get_compressed().tobytes()
+
+
+def waves_per_call(prior: IntegerPrior, positions_per_wave: float) -> int:
+    """Wavefronts per prior call when encoding: about CALL_ENTRIES table entries, so that the
+    frequency tables stay in cache (q4, a Kodak image, one thread: 0.18 s in calls of 64
+    wavefronts, 0.10 s in calls of 4-8; priors with groups, whose tables are narrow, go on
+    gaining up to 64). The bytes are the same whatever the grouping."""
+    cfg = prior.cfg
+    width = cfg.codebook_size if cfg.groups == 1 else cfg.groups + cfg.members
+    return max(1, int(CALL_ENTRIES // (positions_per_wave * width)))
 
 
 def coded_symbols(
