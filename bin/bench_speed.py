@@ -9,7 +9,8 @@ times the same as trained weights. Also reports the time of each stage, the same
 version 0.1 ran them (one stripe, float prior, float32 decoder), the rate change of the
 stripes, the bfloat16 decoder's pixel differences from float32, (--levels) every level's
 encode and decode time, (--groups) the prior + range decode time of each level's prior against a prior of
-the same size with groups (format version 3), and (--sizes) how decode time grows with image size.
+the same size with groups (format version 3), (--tiles) the same with stripes cut into column
+tiles, and (--sizes) how decode time grows with image size.
 """
 
 from __future__ import annotations
@@ -159,6 +160,30 @@ def grouped_decode_times(codec, images: list[Image.Image]) -> tuple[int, float, 
     return groups, statistics.median(times[1]), statistics.median(times[groups])
 
 
+TILE_WIDTHS = (None, 384, 256, 192)  # image columns per tile; None: stripes the whole width
+
+
+def tiled_decode(codec, images: list[Image.Image]) -> dict:
+    """Per tile width: (wavefront steps of the first image, payload bytes summed over the
+    images, median prior + range decode seconds). Tiles are stripes cut into columns as well,
+    coded in lockstep (``entropy.Wavefronts``): fewer steps, for the context lost at their
+    left and right edges. Not a format the codec writes: the measurement behind keeping stripes."""
+    grids = [codec.analyze(img) for img in images]
+    out = {}
+    for width in TILE_WIDTHS:
+        cols = width // codec.multiple if width else None
+        layout = (codec.stripe_rows, cols)
+        payloads = [entropy.encode_grid(codec.prior, idx, None, *layout) for idx in grids]
+        seconds = []
+        for idx, data in zip(grids, payloads, strict=True):
+            start = time.perf_counter()
+            entropy.decode_grid(codec.prior, data, *idx.shape, *layout)
+            seconds.append(time.perf_counter() - start)
+        steps = len(entropy.Wavefronts(*grids[0].shape, codec.prior.cfg.radius, *layout))
+        out[width] = (steps, sum(map(len, payloads)), statistics.median(seconds))
+    return out
+
+
 def fidelity(codec, img: Image.Image) -> dict[str, float]:
     """The bfloat16 decoder against float32 on one image: pixel differences and PSNR of each."""
     idx = codec.analyze(img)
@@ -187,6 +212,7 @@ def main() -> None:
     ap.add_argument("--quality", type=int, default=None)
     ap.add_argument("--levels", action="store_true", help="also time every level of the model")
     ap.add_argument("--groups", action="store_true", help="also time priors with groups (format version 3)")
+    ap.add_argument("--tiles", action="store_true", help="also time stripes cut into column tiles (not a format)")
     ap.add_argument("--no-compressai", action="store_true")
     ap.add_argument("--sizes", action="store_true", help="decode time vs image size, 256^2..2048^2")
     args = ap.parse_args()
@@ -261,6 +287,18 @@ def main() -> None:
             g, flat, grouped = grouped_decode_times(level, images)
             k = level.prior.cfg.codebook_size
             print(f"  q{info.quality} (K={k}): one table {flat:.3f}, {g} groups {grouped:.3f} ({grouped / flat:.2f}x)")
+
+    if args.tiles:
+        print("\nstripes cut into column tiles: wavefront steps, payload bytes, prior + range decode s (median):")
+        for info in levels(args.model) if args.levels else [codec.info]:
+            level = vqcodec.load_codec(args.model, info.quality, args.device)
+            rows = tiled_decode(level, images)
+            steps, size, base = rows[None]
+            cells = [
+                f"{w or 'whole width'}: {n} steps, {b / size - 1:+.2%} bytes, {s:.3f} s"
+                for w, (n, b, s) in rows.items()
+            ]
+            print(f"  q{info.quality}: " + "; ".join(cells))
 
     if args.sizes:
         print("\ndecode time vs size (Kodak image 1 tiled/cropped):")

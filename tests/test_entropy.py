@@ -203,6 +203,20 @@ def test_stripes_are_coded_as_independent_grids():
     assert entropy.encode_grid(prior, idx, stripe_rows=20) == entropy.encode_grid(prior, idx)
 
 
+@pytest.mark.parametrize("tile_cols", [1, 3, 4, 17])
+@pytest.mark.parametrize("groups", [1, 4])
+def test_tiles_are_coded_in_lockstep_as_independent_grids(tile_cols, groups):
+    prior = make_prior(4.0, k=32, radius=2, groups=groups)
+    idx = torch.randint(0, 32, (13, 17), generator=torch.Generator().manual_seed(10))
+    data = entropy.encode_grid(prior, idx, stripe_rows=6, tile_cols=tile_cols)
+    assert torch.equal(entropy.decode_grid(prior, data, 13, 17, 6, tile_cols), idx)
+    tiles = [idx[r : r + 6, c : c + tile_cols] for r in range(0, 13, 6) for c in range(0, 17, tile_cols)]
+    bits = entropy.grid_bits(prior, idx, stripe_rows=6, tile_cols=tile_cols)
+    assert bits == pytest.approx(sum(entropy.grid_bits(prior, t) for t in tiles))
+    waves = entropy.Wavefronts(13, 17, 2, stripe_rows=6, tile_cols=tile_cols)
+    assert len(waves) == 3 * 5 + min(tile_cols, 17)
+
+
 def test_groups_code_each_wavefront_as_groups_then_members():
     """Format version 3's order, written out by hand with constriction: group and member are the
     quotient and remainder of the index's place in the prior's code order."""

@@ -85,25 +85,30 @@ def excess_frequencies(logits: torch.Tensor | np.ndarray) -> np.ndarray:
     return w
 
 
-def stripe_count(height: int, stripe_rows: int | None) -> int:
-    """Number of stripes of ``stripe_rows`` rows (the last may be shorter); None: one stripe."""
-    return 1 if not stripe_rows else max(1, -(-height // stripe_rows))
+def tile_count(length: int, size: int | None) -> int:
+    """Number of tiles of ``size`` rows or columns along ``length`` (the last may be shorter); None: one."""
+    return 1 if not size else max(1, -(-length // size))
 
 
 class Wavefronts:
     """Positions of an H x W grid grouped by wavefront, in coding order.
 
-    The grid is cut into horizontal stripes of ``stripe_rows`` rows (None: one stripe), each
-    coded as if it were a grid of its own, all of them in lockstep: position (i, j) of a stripe
-    whose first row is s belongs to wavefront t = (R+1)*(i - s) + j. Ties go by row, so the
-    stripes take turns within a wavefront. One stripe is the order of format version 1.
+    The grid is cut into tiles of ``stripe_rows`` rows and ``tile_cols`` columns (None: the
+    whole height or width; the last tile of a row or column may be smaller), each coded as if
+    it were a grid of its own, all of them in lockstep: position (i, j) of a tile whose first
+    row is s and first column c belongs to wavefront t = (R+1)*(i - s) + (j - c). Ties go by
+    row, then column, so the tiles take turns within a wavefront. One stripe is the order of
+    format version 1, stripes the whole width that of versions 2 and 3.
     """
 
-    def __init__(self, height: int, width: int, radius: int, stripe_rows: int | None = None):
+    def __init__(
+        self, height: int, width: int, radius: int, stripe_rows: int | None = None, tile_cols: int | None = None
+    ):
         i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-        local = i % stripe_rows if stripe_rows else i
-        t = ((radius + 1) * local + j).ravel()
-        order = np.lexsort((i.ravel(), t))
+        local_i = i % stripe_rows if stripe_rows else i
+        local_j = j % tile_cols if tile_cols else j
+        t = ((radius + 1) * local_i + local_j).ravel()
+        order = np.lexsort((j.ravel(), i.ravel(), t))
         self.rows, self.cols = i.ravel()[order], j.ravel()[order]
         self.starts = np.searchsorted(t[order], np.arange(t.max() + 2))
 
@@ -118,16 +123,19 @@ class Wavefronts:
 class GridContext:
     """An index grid padded with the "outside" symbol, read through the prior's causal window.
 
-    Each stripe gets R rows of padding above it (and every row R columns on each side), so a
-    stripe's windows never see another stripe. Positions are flat offsets into the padded
+    Each stripe gets R rows of padding above it and each tile column R columns on each side,
+    so a tile's windows never see another tile. Positions are flat offsets into the padded
     grid, so reading a batch of windows is one gather and writing decoded symbols one scatter.
     """
 
-    def __init__(self, height: int, width: int, prior: IntegerPrior, stripe_rows: int | None = None):
+    def __init__(
+        self, height: int, width: int, prior: IntegerPrior, stripe_rows: int | None = None, tile_cols: int | None = None
+    ):
         r = self.r = prior.cfg.radius
         self.stripe_rows = stripe_rows or max(height, 1)
-        self.stride = width + 2 * r
-        padded_rows = height + r * stripe_count(height, stripe_rows)
+        self.tile_cols = tile_cols or max(width, 1)
+        self.stride = width + 2 * r * tile_count(width, tile_cols)
+        padded_rows = height + r * tile_count(height, stripe_rows)
         self.grid = torch.full(
             (padded_rows, self.stride), prior.cfg.codebook_size, dtype=torch.int64, device=prior.device
         )
@@ -135,14 +143,20 @@ class GridContext:
         offsets = [dy * self.stride + dx for dy, dx in causal_offsets(r)]
         self.window = torch.tensor(offsets, device=prior.device)
         self.rows = torch.from_numpy(self.padded_row(np.arange(height))).to(prior.device)
+        self.cols = torch.from_numpy(self.padded_col(np.arange(width))).to(prior.device)
 
     def padded_row(self, rows: np.ndarray) -> np.ndarray:
         """Row of the padded grid that holds grid row ``rows``."""
         return rows + self.r * (rows // self.stripe_rows + 1)
 
+    def padded_col(self, cols: np.ndarray) -> np.ndarray:
+        """Column of the padded grid that holds grid column ``cols``."""
+        return cols + self.r * (2 * (cols // self.tile_cols) + 1)
+
     def positions(self, rows: np.ndarray, cols: np.ndarray) -> torch.Tensor:
         """Flat positions of grid cells (rows, cols)."""
-        return torch.from_numpy(self.padded_row(rows) * self.stride + cols + self.r).to(self.grid.device)
+        flat = self.padded_row(rows) * self.stride + self.padded_col(cols)
+        return torch.from_numpy(flat).to(self.grid.device)
 
     def windows(self, pos: torch.Tensor) -> torch.Tensor:
         return self.flat[pos[:, None] + self.window]
@@ -152,7 +166,7 @@ class GridContext:
 
     @property
     def indices(self) -> torch.Tensor:
-        return self.grid[self.rows, self.r : self.stride - self.r]
+        return self.grid[self.rows[:, None], self.cols]
 
 
 @contextmanager
@@ -168,14 +182,19 @@ def one_thread() -> Iterator[None]:
 
 
 def encode_grid(
-    prior: IntegerPrior, idx: torch.Tensor, group: int | None = None, stripe_rows: int | None = None
+    prior: IntegerPrior,
+    idx: torch.Tensor,
+    group: int | None = None,
+    stripe_rows: int | None = None,
+    tile_cols: int | None = None,
 ) -> bytes:
-    """Range-code an (H, W) index grid under the prior, in stripes of ``stripe_rows`` rows
-    (None: one stripe); ``group`` wavefronts per prior call (None: ``waves_per_call``)."""
+    """Range-code an (H, W) index grid under the prior, in tiles of ``stripe_rows`` x
+    ``tile_cols`` (None: the whole height, width); ``group`` wavefronts per prior call (None:
+    ``waves_per_call``)."""
     h, w = idx.shape
-    waves = Wavefronts(h, w, prior.cfg.radius, stripe_rows)
+    waves = Wavefronts(h, w, prior.cfg.radius, stripe_rows, tile_cols)
     group = group or waves_per_call(prior, h * w / len(waves))
-    ctx = GridContext(h, w, prior, stripe_rows)
+    ctx = GridContext(h, w, prior, stripe_rows, tile_cols)
     pos = ctx.positions(waves.rows, waves.cols)
     codes = torch.from_numpy(idx.reshape(-1).cpu().numpy()[waves.rows * w + waves.cols]).to(prior.device)
     ctx.put(pos, codes)
@@ -219,14 +238,19 @@ def coded_symbols(
 
 
 def decode_grid(
-    prior: IntegerPrior, data: bytes, height: int, width: int, stripe_rows: int | None = None
+    prior: IntegerPrior,
+    data: bytes,
+    height: int,
+    width: int,
+    stripe_rows: int | None = None,
+    tile_cols: int | None = None,
 ) -> torch.Tensor:
-    """Inverse of encode_grid: decode one wavefront (of every stripe) at a time -> (H, W) int64
+    """Inverse of encode_grid: decode one wavefront (of every tile) at a time -> (H, W) int64
     on the prior's device."""
     if len(data) % 4:
         raise BitstreamError("payload length is not a whole number of 32-bit words")
-    waves = Wavefronts(height, width, prior.cfg.radius, stripe_rows)
-    ctx = GridContext(height, width, prior, stripe_rows)
+    waves = Wavefronts(height, width, prior.cfg.radius, stripe_rows, tile_cols)
+    ctx = GridContext(height, width, prior, stripe_rows, tile_cols)
     pos = ctx.positions(waves.rows, waves.cols)
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype=np.uint32).copy())
     model = constriction.stream.model.Categorical(perfect=False)
@@ -250,11 +274,13 @@ def decode_grid(
     return ctx.indices.clone()
 
 
-def grid_bits(prior: IntegerPrior, idx: torch.Tensor, stripe_rows: int | None = None) -> float:
-    """Cross-entropy of a grid (coded in stripes of ``stripe_rows``) under the integer prior's
-    exact frequency tables, in bits."""
+def grid_bits(
+    prior: IntegerPrior, idx: torch.Tensor, stripe_rows: int | None = None, tile_cols: int | None = None
+) -> float:
+    """Cross-entropy of a grid (coded in tiles of ``stripe_rows`` x ``tile_cols``) under the
+    integer prior's exact frequency tables, in bits."""
     h, w = idx.shape
-    ctx = GridContext(h, w, prior, stripe_rows)
+    ctx = GridContext(h, w, prior, stripe_rows, tile_cols)
     rows, cols = np.divmod(np.arange(h * w), w)
     pos = ctx.positions(rows, cols)
     symbols = idx.reshape(-1).cpu()
