@@ -447,9 +447,9 @@ def train_baseline(model_cfg: AEConfig, cfg: TrainConfig, init: str | None = Non
         mse, bpp = F.mse_loss(y, x), rate.sum() / (x.shape[0] * x.shape[2] * x.shape[3])
         run.optimize(bpp + levels[level] * 255**2 * mse)
         if run.step % 50 == 0:
-            psnr = float(-10 * torch.log10(mse.detach()))
-            run.bar.set_postfix(psnr=f"{psnr:.2f}", bpp=f"{float(bpp):.3f}")
-            run.log(psnr=psnr, bpp=float(bpp), level=level)
+            psnr, bits = float(-10 * torch.log10(mse.detach())), float(bpp.detach())
+            run.bar.set_postfix(psnr=f"{psnr:.2f}", bpp=f"{bits:.3f}")
+            run.log(psnr=psnr, bpp=bits, level=level)
         if run.validating():
             run.log(**validate_baseline(run.final, cfg.val, cfg.val_images))
         if run.due(cfg.ckpt_every):
