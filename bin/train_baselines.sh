@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# A baseline family (ae or vae): one variable-rate run (configs/FAMILY.toml: six lambdas, one
-# network), resumable across sessions, then the export of its six levels as q1..q6 (each export
-# measures the level on Kodak and writes the numbers into the weights' metadata).
+# A baseline family (ae or vae): one variable-rate run (configs/FAMILY.toml: one network, a gain
+# vector and density per lambda), resumable across sessions, then the export of its levels as
+# q1..qN, lowest lambda first (each export measures the level on Kodak and writes the numbers into
+# the weights' metadata); the default is the level of lambda 0.0067 (CompressAI's quality 3).
 #   bash bin/train_baselines.sh ae|vae train [threads] [minutes]   # 0 minutes: until the run's steps
 #   bash bin/train_baselines.sh ae|vae export
 set -euo pipefail
@@ -13,11 +14,14 @@ case "$action" in
       --threads "${3:-0}" --minutes "${4:-0}"
     ;;
   export)
-    for level in 0 1 2 3 4 5; do
+    lambdas=$(python3 -c "import json; print(*json.load(open('runs/$family/config.json'))['model']['lambdas'])")
+    level=0
+    for lambda in $lambdas; do
       q=$((level + 1))
-      default=(); [ "$q" = 3 ] && default=(--default)
+      default=(); [ "$lambda" = 0.0067 ] && default=(--default)
       vqcodec train export --run "runs/$family" --level "$level" --quality "$q" \
         --out "vqcodec/weights/$family-q$q.safetensors" "${default[@]}"
+      level=$q
     done
     ;;
   *) echo "unknown action $action (train or export)" >&2; exit 2 ;;

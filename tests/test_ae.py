@@ -13,6 +13,7 @@ from vqcodec.models.ae import (
     IntegerHyperSynthesis,
     gaussian_likelihood,
     gaussian_pmfs,
+    grow_levels,
     level_model,
     make_model,
     scale_table,
@@ -99,6 +100,30 @@ def test_variable_rate_levels_scale_the_latent_and_export_as_one_level_models(hy
             assert torch.equal(one.synthesize(y_hat), model.synthesize(y_hat, n))
             assert torch.equal(one(x)[1], model(x, n)[1])  # the level's own densities
         assert not torch.equal(model(x, 0)[1], model(x, 2)[1])
+
+
+@pytest.mark.parametrize("hyper", [0, 4])
+def test_a_variable_rate_model_grows_levels_that_start_from_its_nearest(hyper):
+    torch.manual_seed(0)
+    old, new = (0.002, 0.008), (0.0005, 0.002, 0.005, 0.008)
+    model = make_model(AEConfig(channels=8, latent=6, hyper=hyper, lambdas=old)).eval()
+    grown = make_model(AEConfig(channels=8, latent=6, hyper=hyper, lambdas=new)).eval()
+    grown.load_state_dict(grow_levels(model.state_dict(), old, new))
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for n, m in ((0, 1), (1, 3)):  # the old levels, unchanged
+            assert torch.equal(grown(x, m)[1], model(x, n)[1])
+            assert torch.equal(grown.analyze(x, m), model.analyze(x, n))
+        # a quarter of the lowest lambda: half its gain, twice its inverse gain, its densities
+        assert torch.allclose(grown.analyze(x, 0), model.analyze(x, 0) / 2, rtol=1e-5)
+        y_hat = torch.round(grown.analyze(x, 0))
+        assert torch.allclose(grown.synthesize(y_hat, 0), model.synthesize(2 * y_hat, 0), atol=1e-5)
+        rows = hyper or 6  # density channels per level: the side information's, or the latent's
+        assert torch.equal(grown.density.matrices[0][:rows], model.density.matrices[0][:rows])
+        # 0.005 starts from 0.008, the nearer in log lambda
+        assert torch.allclose(grown.analyze(x, 2), model.analyze(x, 1) * (5 / 8) ** 0.5, rtol=1e-5)
+    with pytest.raises(ValueError, match="include the old"):
+        grow_levels(model.state_dict(), old, (0.001, 0.008))
 
 
 def trained_like_hyper_synthesis(seed: int = 0) -> torch.nn.Sequential:

@@ -1,12 +1,18 @@
-"""Training records: stages add up, repeats get their own names, and prior stages split off."""
+"""Training records: stages add up, repeats get their own names, prior stages split off, and packs carry runs."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 
-from vqcodec.runs import add_stage, same_architecture, split_stages, stage_names
+import pytest
+import torch
 
-from .conftest import TINY_VQVAE
+from vqcodec.models.ae import AEConfig
+from vqcodec.runs import CHECKPOINT, add_stage, pack_run, same_architecture, split_stages, stage_names, unpack_run
+from vqcodec.train import train_baseline
+
+from .conftest import TINY_VQVAE, train_config
 
 
 def test_a_repeated_stage_gets_a_numbered_name_and_its_own_budget():
@@ -29,3 +35,21 @@ def test_the_rate_weight_is_not_part_of_the_architecture():
     other = dataclasses.replace(TINY_VQVAE, rate_weight=0.5)
     assert same_architecture(TINY_VQVAE.to_dict(), other.to_dict())
     assert not same_architecture(TINY_VQVAE.to_dict(), dataclasses.replace(TINY_VQVAE, codebook_size=32).to_dict())
+
+
+def test_a_packed_baseline_run_resumes_with_more_rate_points(folders, tmp_path):
+    cfg = train_config(folders, tmp_path / "run", 2)
+    cfg.crop = 64
+    train_baseline(AEConfig(channels=8, latent=6, hyper=4, lambdas=(0.002, 0.008)), cfg)
+    summary = pack_run(tmp_path / "run", tmp_path / "pack.pt")
+    assert summary.startswith(f"{tmp_path / 'pack.pt'}: step 2,")
+    lambdas = (0.001, 0.002, 0.008)
+    unpack_run(tmp_path / "pack.pt", tmp_path / "grown", lambdas)
+    assert json.loads((tmp_path / "grown" / "config.json").read_text())["model"]["lambdas"] == list(lambdas)
+    with pytest.raises(FileExistsError):
+        unpack_run(tmp_path / "pack.pt", tmp_path / "grown")
+    cfg.out, cfg.steps = str(tmp_path / "grown"), 5
+    model = train_baseline(AEConfig(channels=8, latent=6, hyper=4, lambdas=lambdas), cfg)
+    assert model.gains.gain.shape == (3, 6)
+    state = torch.load(tmp_path / "grown" / CHECKPOINT, weights_only=False)
+    assert state["step"] == 5 and "opt" in state

@@ -1,21 +1,24 @@
 """Trained models as sources: run directories and weights files, and their training records.
 
 A run directory (``config.json``, ``checkpoint.pt``, ``metrics.jsonl``) holds one training
-stage; a weights file holds a shipped model with the record of every stage that made it. What
-trains next (a warm start, more training of a shipped level, a decoder fine-tuning) and what
-is exported read both kinds here, so that each weights file carries its whole history: the
-stages, their configurations, the steps that ran and their budgets (core-hours, precision),
-and the weights it started from (torchvision's weights metadata is the model).
+stage, and its pack (``pack_run``) carries it across sessions in git; a weights file holds a
+shipped model with the record of every stage that made it. What trains next (a warm start,
+more training of a shipped level, a decoder fine-tuning) and what is exported read both kinds
+here, so that each weights file carries its whole history: the stages, their configurations,
+the steps that ran and their budgets (core-hours, precision), and the weights it started from
+(torchvision's weights metadata is the model).
 """
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from vqcodec.models.ae import grow_levels
 from vqcodec.models.prior import PixelCNNPrior, PriorConfig
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
 
@@ -182,3 +185,55 @@ def training_record(source: str | Path) -> dict:
     else:
         record = {"data": TRAINING_DATA, **({"init": origin} if init else {})}
     return add_stage(record, "vqvae", config["train"], run_budget(source))
+
+
+def pack_run(run: Path, out: Path) -> str:
+    """Write a run directory's pack (see ``unpack_run``) to ``out``, atomically; a one-line summary."""
+    state = torch.load(run / CHECKPOINT, weights_only=False, map_location="cpu")
+    weights = state.get("average", state["model"])
+    packed = {
+        "weights": {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in weights.items()},
+        "step": state["step"],
+        "budget": state["budget"],
+        "gen": state["gen"],
+        "averaged_steps": state.get("averaged_steps", 0),
+        "config": (run / "config.json").read_text(),
+        "metrics": (run / "metrics.jsonl").read_text() if (run / "metrics.jsonl").exists() else "",
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(packed, buffer)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(out)
+    return (
+        f"{out}: step {packed['step']}, {packed['budget']['core_seconds'] / 3600:.2f} core-hours, "
+        f"{out.stat().st_size / 2**20:.1f} MiB"
+    )
+
+
+def unpack_run(packed_file: Path, run: Path, lambdas: tuple[float, ...] | None = None) -> str:
+    """A new run directory from a pack: it resumes with the pack's averaged weights as both the
+    model and its average, and a fresh optimizer. ``lambdas``: a variable-rate baseline's
+    lambdas, a superset of the run's (``grow_levels``). A one-line summary."""
+    packed = torch.load(packed_file, weights_only=False, map_location="cpu")
+    if (run / CHECKPOINT).exists():
+        raise FileExistsError(f"{run} has a checkpoint already: unpack into a new run directory")
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in packed["weights"].items()}
+    config = json.loads(packed["config"])
+    if lambdas:
+        weights = grow_levels(weights, tuple(config["model"]["lambdas"]), lambdas)
+        config["model"]["lambdas"] = list(lambdas)
+    state = {
+        "model": weights,
+        "average": weights,
+        "step": packed["step"],
+        "budget": packed["budget"],
+        "gen": packed["gen"],
+        "averaged_steps": packed["averaged_steps"],
+    }
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(config, indent=2))
+    (run / "metrics.jsonl").write_text(packed["metrics"])
+    torch.save(state, run / CHECKPOINT)
+    return f"{run}: resumes at step {packed['step']}"

@@ -397,3 +397,29 @@ def level_model(model: FactorizedAE | HyperpriorVAE, n: int) -> FactorizedAE | H
     one = make_model(cfg)
     one.load_state_dict(state)
     return one.eval()
+
+
+def grow_levels(
+    state: dict[str, torch.Tensor], old: tuple[float, ...], new: tuple[float, ...]
+) -> dict[str, torch.Tensor]:
+    """A variable-rate model's state dict for the lambdas ``new``, a superset of ``old``: the
+    transforms as they are, each old level's gains and densities as they were, and each new
+    level started from the old level nearest in log lambda, its gains moved by
+    0.5 log(lambda_new / lambda_old) (a quantization step proportional to 1 / sqrt(lambda), as
+    ``Gains`` starts) and its densities copied. So a trained family gains rate points without
+    starting over (issue 14: rates down to about 0.1 bpp)."""
+    if not set(old) <= set(new) or len(set(new)) != len(new):
+        raise ValueError(f"the new lambdas {new} must be distinct and include the old {old}")
+    log_old = torch.tensor(old, dtype=torch.float64).log()
+    source = [int((log_old - math.log(lam)).abs().argmin()) for lam in new]
+    shift = torch.tensor([0.5 * math.log(lam / old[n]) for lam, n in zip(new, source, strict=True)])
+    grown = {}
+    for key, value in state.items():
+        if key.startswith("gains."):
+            sign = -1.0 if key.endswith("inverse") else 1.0
+            value = value[source] + sign * shift[:, None].to(value.dtype)
+        elif key.startswith("density."):
+            blocks = value.unflatten(0, (len(old), -1))
+            value = blocks[source].flatten(0, 1)
+        grown[key] = value
+    return grown
