@@ -293,10 +293,10 @@ def main() -> None:
         for info in levels(args.model) if args.levels else [codec.info]:
             level = vqcodec.load_codec(args.model, info.quality, args.device)
             rows = tiled_decode(level, images)
-            steps, size, base = rows[None]
+            size = rows[None][1]  # the whole-width payload, what the tiles are compared with
             cells = [
-                f"{w or 'whole width'}: {n} steps, {b / size - 1:+.2%} bytes, {s:.3f} s"
-                for w, (n, b, s) in rows.items()
+                f"{w or 'whole width'}: {n} steps, {b / size - 1:+.2%} bytes, {t:.3f} s"
+                for w, (n, b, t) in rows.items()
             ]
             print(f"  q{info.quality}: " + "; ".join(cells))
 
