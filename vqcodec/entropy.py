@@ -20,8 +20,6 @@ same numbers whatever the batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import ROUND_HALF_EVEN, Decimal, getcontext
 from functools import lru_cache
 
@@ -30,6 +28,7 @@ import numpy as np
 import torch
 
 from vqcodec.errors import BitstreamError
+from vqcodec.hardware import one_thread
 from vqcodec.models.prior import LOGIT_BITS, IntegerPrior, causal_offsets
 
 FREQ_BITS = 24
@@ -167,18 +166,6 @@ class GridContext:
     @property
     def indices(self) -> torch.Tensor:
         return self.grid[self.rows[:, None], self.cols]
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one CPU thread: the per-wavefront operations are too small to gain from
-    more, and on a busy machine intra-op thread pools waiting on each other make them far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def encode_grid(

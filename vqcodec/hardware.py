@@ -1,9 +1,11 @@
 """What the machine computes fast: native bfloat16 (AVX512-BF16 or AMX on a CPU, or a GPU), and
-int8 matrix products (VNNI or AMX)."""
+int8 matrix products (VNNI or AMX); and the one thread the prior's small operations run on."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
 import torch
@@ -15,6 +17,18 @@ def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one CPU thread: the prior's per-wavefront operations are too small to gain from
+    more, and on a busy machine intra-op thread pools waiting on each other make them far slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _best_seconds(fn, repeats: int = 3) -> float:
@@ -43,10 +57,5 @@ def int8_matmul_fast() -> bool:
     a = torch.randint(-128, 128, (256, 128), dtype=torch.int8)
     w = torch.randint(-127, 128, (128, 256), dtype=torch.int8)
     af, wf, bias = a.float(), w.float(), torch.zeros(256)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            return _best_seconds(lambda: torch._int_mm(a, w), 5) < _best_seconds(lambda: torch.addmm(bias, af, wf), 5)
-    finally:
-        torch.set_num_threads(threads)
+    with one_thread(), torch.inference_mode():
+        return _best_seconds(lambda: torch._int_mm(a, w), 5) < _best_seconds(lambda: torch.addmm(bias, af, wf), 5)
