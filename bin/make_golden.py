@@ -7,7 +7,8 @@ version: the current writer's, and each earlier layout written from the same ind
 the grid in one stripe, no stripe-height varint), so every reading path stays pinned when the
 default model is replaced. golden-vN-ae.vqc and golden-vN-vae.vqc are the
 same crop compressed by the default levels of the ae and vae models, with the rounded latents
-(-latent.npy, and -side.npy for the vae) and pixels they must decode to. Regenerate a family's
+(-latent.npy, and -side.npy for the vae) and pixels they must decode to; when a release retires
+that model, its file moves to golden-vN-FAMILY-retired-RELEASE.vqc, which must name that release. Regenerate a family's
 files only on a deliberate format version or model change (and say so in the commit); files of
 earlier versions stay, and must keep decoding.
 """
@@ -23,6 +24,7 @@ import vqcodec
 from vqcodec import entropy
 from vqcodec.codec import pixels
 from vqcodec.format import VERSION, pack, unpack
+from vqcodec.zoo import retired
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "data"
@@ -48,11 +50,22 @@ def golden_vq() -> bytes:
     return data
 
 
+def keep_retired(golden: Path) -> None:
+    """Move a golden file whose model was retired to golden-vN-FAMILY-retired-RELEASE.vqc: it stays
+    as the test that such a file names the release that decodes it."""
+    if not golden.exists():
+        return
+    old = retired().get(unpack(golden.read_bytes())[0].model_id.hex())
+    if old:
+        golden.rename(golden.with_name(f"{golden.stem}-retired-{old['version']}.vqc"))
+
+
 def golden_baseline(family: str) -> bytes:
     codec = vqcodec.load_codec(family)
     data = codec.compress(crop())
     z_hat, y_hat, _ = codec.quantize(pixels(crop(), codec.multiple))
     stem = OUT / f"golden-v{unpack(data)[0].version}-{family}"  # the version its header says
+    keep_retired(stem.with_suffix(".vqc"))
     stem.with_suffix(".vqc").write_bytes(data)
     np.save(f"{stem}-latent.npy", y_hat.numpy().astype(np.int16))
     if z_hat is not None:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A baseline family (ae or vae): one variable-rate run (configs/FAMILY.toml: one network, a gain
 # vector and density per lambda), resumable across sessions, then the export of its levels as
-# q1..qN, lowest lambda first (each export measures the level on Kodak and writes the numbers into
-# the weights' metadata); the default is the level of lambda 0.0067 (CompressAI's quality 3).
+# q1..qN, lowest lambda first (each export measures the level on Kodak, writes the numbers into the
+# weights' metadata and the per-image rows into docs/kodak-measurements.jsonl, which the report
+# reuses); the default is the level of lambda 0.0067 (CompressAI's quality 3).
 #   bash bin/train_baselines.sh ae|vae train [threads] [minutes]   # 0 minutes: until the run's steps
 #   bash bin/train_baselines.sh ae|vae export
 set -euo pipefail
@@ -20,7 +21,7 @@ case "$action" in
       q=$((level + 1))
       default=(); [ "$lambda" = 0.0067 ] && default=(--default)
       vqcodec train export --run "runs/$family" --level "$level" --quality "$q" \
-        --out "vqcodec/weights/$family-q$q.safetensors" "${default[@]}"
+        --out "vqcodec/weights/$family-q$q.safetensors" --measurements docs/kodak-measurements.jsonl "${default[@]}"
       level=$q
     done
     ;;

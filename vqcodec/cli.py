@@ -682,14 +682,21 @@ baseline_command("vae", 64)
     show_default=True,
     help="AE or VAE codec: the level of a variable-rate run (from 0).",
 )
-def train_export_cmd(vqvae_dir, prior_dir, run_dir, name, quality, out, kodak, is_default, level) -> None:
+@click.option(
+    "--measurements",
+    type=click.Path(dir_okay=False),
+    help="Append the Kodak measurements (per image) to this JSON-lines log, which `vqcodec eval "
+    "--measurements` reuses (e.g. docs/kodak-measurements.jsonl).",
+)
+def train_export_cmd(vqvae_dir, prior_dir, run_dir, name, quality, out, kodak, is_default, level, measurements) -> None:
     """Last stage: write the weights file, measure it on Kodak, and store the numbers in its metadata."""
     from vqcodec.export import export_baseline, export_codec
 
     if run_dir and not (vqvae_dir or prior_dir):
-        info = export_baseline(run_dir, name or load_family(run_dir), quality, out, kodak, is_default, level)
+        family = name or load_family(run_dir)
+        info = export_baseline(run_dir, family, quality, out, kodak, is_default, level, measurements)
     elif vqvae_dir and prior_dir and not run_dir:
-        info = export_codec(vqvae_dir, prior_dir, name or "vq", quality, out, kodak, is_default)
+        info = export_codec(vqvae_dir, prior_dir, name or "vq", quality, out, kodak, is_default, measurements)
     else:
         raise click.UsageError("give --vqvae and --prior (VQ codec) or --run (AE or VAE codec)")
     click.echo(f"{out}: id {info.model_id.hex()}, {json.dumps(info.metrics)}")

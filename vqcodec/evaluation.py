@@ -148,9 +148,23 @@ def pillow_codec(fmt: str, **options) -> tuple[Encoder, Decoder]:
 
 
 def measure_folder(
-    folder: str | Path, codec: str, setting: str, encode: Encoder, decode: Decoder, limit: int | None = None
+    folder: str | Path,
+    codec: str,
+    setting: str,
+    encode: Encoder,
+    decode: Decoder,
+    limit: int | None = None,
+    model: str = "",
+    log: MeasurementLog | None = None,
 ) -> list[Measurement]:
-    return [measure(p.name, codec, setting, load_rgb(p), encode, decode) for p in image_files(folder)[:limit]]
+    """Every image of ``folder`` at one rate point; what ``log`` holds for ``model`` is reused,
+    and what is measured is added to it."""
+    log = log or MeasurementLog()
+    return [
+        log.get(p.name, codec, setting, model)
+        or log.add(measure(p.name, codec, setting, load_rgb(p), encode, decode, model))
+        for p in image_files(folder)[:limit]
+    ]
 
 
 def summarize(rows: list[Measurement]) -> dict[str, float]:

@@ -45,9 +45,17 @@ def superseded(vqvae: VQVAE, prior_src: str | Path) -> list[dict]:
 
 
 def export_codec(
-    vqvae_src: str, prior_src: str, name: str, quality: int, out: str, kodak: str | None, is_default: bool = False
+    vqvae_src: str,
+    prior_src: str,
+    name: str,
+    quality: int,
+    out: str,
+    kodak: str | None,
+    is_default: bool = False,
+    measurements: str | None = None,
 ):
-    """Write a shipped VQ codec and measure it on ``kodak`` (evaluation only, never tuning).
+    """Write a shipped VQ codec and measure it on ``kodak`` (evaluation only, never tuning; rows
+    appended to the ``measurements`` log).
 
     ``vqvae_src`` and ``prior_src``: run directories or weights files (see ``read_prior``)."""
     from vqcodec.codec import VQCodec, save_vq_weights
@@ -63,16 +71,23 @@ def export_codec(
     info = save_vq_weights(out, vqvae, tensors, prior_cfg, name, quality, meta)
     if kodak:
         codec = VQCodec.from_weights(info)
-        meta["metrics"] = {**kodak_metrics(codec, kodak, name, quality), **codebook_usage(codec, kodak)}
+        meta["metrics"] = {**kodak_metrics(codec, kodak, name, quality, measurements), **codebook_usage(codec, kodak)}
         info = save_vq_weights(out, vqvae, tensors, prior_cfg, name, quality, meta)
     return info
 
 
 def export_baseline(
-    run_dir: str, name: str, quality: int, out: str, kodak: str | None, is_default: bool = False, level: int = 0
+    run_dir: str,
+    name: str,
+    quality: int,
+    out: str,
+    kodak: str | None,
+    is_default: bool = False,
+    level: int = 0,
+    measurements: str | None = None,
 ):
     """Write a shipped AE or VAE codec (``level`` of a variable-rate run) from a training run
-    and measure it on ``kodak``."""
+    and measure it on ``kodak`` (rows appended to the ``measurements`` log)."""
     from vqcodec.codec import BaselineCodec, save_baseline_weights
 
     config, state = load_run(run_dir)
@@ -91,16 +106,20 @@ def export_baseline(
     meta = {"training": training, "default": is_default, "metrics": {}, "release": __version__}
     info = save_baseline_weights(out, model, name, quality, meta)
     if kodak:
-        meta["metrics"] = kodak_metrics(BaselineCodec.from_weights(info), kodak, name, quality)
+        meta["metrics"] = kodak_metrics(BaselineCodec.from_weights(info), kodak, name, quality, measurements)
         info = save_baseline_weights(out, model, name, quality, meta)
     return info
 
 
-def kodak_metrics(codec, kodak: str, name: str, quality: int) -> dict[str, float]:
-    """Mean rate, quality and times of a codec over the Kodak folder (evaluation, never tuning)."""
-    from vqcodec.evaluation import measure_folder, summarize
+def kodak_metrics(codec, kodak: str, name: str, quality: int, measurements: str | None = None) -> dict[str, float]:
+    """Mean rate, quality and times of a codec over the Kodak folder (evaluation, never tuning);
+    the per-image rows go to the ``measurements`` log that ``vqcodec eval --measurements`` reads,
+    so the report does not measure the new model again."""
+    from vqcodec.evaluation import MeasurementLog, measure_folder, summarize
 
-    summary = summarize(measure_folder(kodak, name, f"q{quality}", codec.compress, codec.decompress))
+    log, model = MeasurementLog(measurements), codec.info.model_id.hex()
+    rows = measure_folder(kodak, name, f"q{quality}", codec.compress, codec.decompress, model=model, log=log)
+    summary = summarize(rows)
     keys = ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
     return {f"kodak_{k}": summary[k] for k in keys}
 
