@@ -8,9 +8,9 @@ the grid in one stripe, no stripe-height varint), so every reading path stays pi
 default model is replaced. golden-vN-ae.vqc and golden-vN-vae.vqc are the
 same crop compressed by the default levels of the ae and vae models, with the rounded latents
 (-latent.npy, and -side.npy for the vae) and pixels they must decode to; when a release retires
-that model, its file moves to golden-vN-FAMILY-retired-RELEASE.vqc, which must name that release. Regenerate a family's
-files only on a deliberate format version or model change (and say so in the commit); files of
-earlier versions stay, and must keep decoding.
+that model, its file moves to golden-vN-FAMILY-retired-RELEASE.vqc, which must name that
+release. Regenerate a family's files only on a deliberate format version or model change (and
+say so in the commit); files of earlier versions stay, and must keep decoding.
 """
 
 import sys
