@@ -7,8 +7,10 @@ from vqcodec import hardware
 @pytest.fixture
 def fresh_cache():
     hardware.int8_matmul_fast.cache_clear()
+    hardware.bf16_supported.cache_clear()
     yield
     hardware.int8_matmul_fast.cache_clear()
+    hardware.bf16_supported.cache_clear()
 
 
 def test_int8_products_are_chosen_only_when_faster_than_float32(fresh_cache, monkeypatch):
@@ -35,3 +37,19 @@ def test_no_int8_products_without_torch_int_mm(fresh_cache, monkeypatch):
 def test_the_benchmark_runs_on_this_cpu(fresh_cache):
     assert isinstance(hardware.int8_matmul_fast(), bool)
     assert isinstance(hardware.bf16_supported(torch.device("cpu")), bool)
+
+
+@pytest.mark.parametrize("avx512_bf16", [False, True])
+@pytest.mark.parametrize("amx", [False, True])
+def test_bf16_only_where_the_cpu_has_bf16_units(fresh_cache, monkeypatch, avx512_bf16, amx):
+    # plain AVX-512 is not enough: oneDNN emulates bfloat16 there, 3-4x slower than float32
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    assert hardware.bf16_supported(torch.device("cpu")) is (avx512_bf16 or amx)
+
+
+def test_no_bf16_where_torch_cannot_tell(fresh_cache, monkeypatch):
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert hardware.bf16_supported(torch.device("cpu")) is False

@@ -13,10 +13,17 @@ import torch
 
 @lru_cache(maxsize=8)
 def bf16_supported(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively; elsewhere it is emulated, and slower than float32."""
+    """Whether ``device`` computes bfloat16 natively; elsewhere it is emulated, and slower than float32.
+
+    On a CPU that means AVX512-BF16 or AMX. oneDNN's own check (``_is_mkldnn_bf16_supported``)
+    also accepts plain AVX-512, where it emulates bfloat16: on an Intel Xeon with AVX-512 and
+    VNNI but no BF16 (torch 2.13, one thread, q4's networks on a 768x512 image) that ran the
+    encoder in 0.79 s and the decoder in 1.08 s against 0.22 s and 0.26 s in float32.
+    """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    flags = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(flag() for flag in flags if flag is not None)
 
 
 @contextmanager
