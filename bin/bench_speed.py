@@ -34,6 +34,7 @@ from vqcodec import entropy
 from vqcodec.codec import pixels
 from vqcodec.data import image_files, load_rgb
 from vqcodec.evaluation import psnr
+from vqcodec.hardware import cpu_name
 from vqcodec.models.prior import IntegerPrior, PixelCNNPrior
 from vqcodec.zoo import levels
 
@@ -217,7 +218,7 @@ def main() -> None:
     ap.add_argument("--sizes", action="store_true", help="decode time vs image size, 256^2..2048^2")
     args = ap.parse_args()
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, cpu {cpu_name()}")
     start = time.perf_counter()
     codec = vqcodec.load_codec(args.model, args.quality, args.device)
     print(f"vqcodec model load: {time.perf_counter() - start:.2f} s ({codec.info.path.name})")

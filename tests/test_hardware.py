@@ -53,3 +53,10 @@ def test_no_bf16_where_torch_cannot_tell(fresh_cache, monkeypatch):
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
     assert hardware.bf16_supported(torch.device("cpu")) is False
+
+
+def test_the_machine_record_names_the_cpu_and_the_paths_taken(fresh_cache):
+    record = hardware.machine()
+    assert record["cpu"] and record["cores"] >= 1 and record["torch"] == torch.__version__
+    assert record["bf16_networks"] is hardware.bf16_supported(torch.device("cpu"))
+    assert record["int8_prior"] is hardware.int8_matmul_fast()

@@ -3,10 +3,13 @@ int8 matrix products (VNNI or AMX); and the one thread the prior's small operati
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -66,3 +69,27 @@ def int8_matmul_fast() -> bool:
     af, wf, bias = a.float(), w.float(), torch.zeros(256)
     with one_thread(), torch.inference_mode():
         return _best_seconds(lambda: torch._int_mm(a, w), 5) < _best_seconds(lambda: torch.addmm(bias, af, wf), 5)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo; elsewhere what ``platform`` knows), for
+    reports: ``platform.processor()`` alone is empty on Linux."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """What a measurement ran on: CPU, cores, torch and the fast paths the codec takes there."""
+    cpu = torch.device("cpu")
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "bf16_networks": bf16_supported(cpu),
+        "int8_prior": int8_matmul_fast(),
+    }

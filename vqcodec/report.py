@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import platform
 from functools import partial
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from vqcodec.evaluation import (
     run_classical,
     run_jobs,
 )
+from vqcodec.hardware import machine
 from vqcodec.refine import REFINE_RATE, REFINE_STEPS
 from vqcodec.viewer import Variant, measured, viewer_html
 
@@ -501,7 +501,7 @@ def run_eval(
         "against_classical": bd,
         "levels": standings,
         "published_anchors": anchors,
-        "machine": {"python": platform.python_version(), "cpu": platform.processor()},
+        "machine": machine(),
         "measurements": as_dicts(rows),
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
