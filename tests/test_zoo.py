@@ -110,6 +110,24 @@ def test_every_retired_id_is_no_longer_shipped():
     assert not shipped_ids & set(retired())
 
 
+def test_each_model_ships_in_a_release_after_the_ones_it_retired():
+    # a retired id names the last release that decodes its files, so its successor must be newer
+    from vqcodec import __version__
+    from vqcodec.zoo import retired
+
+    def release(text: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in text.split("."))
+
+    last_retired = {}
+    for old in retired().values():
+        level = (old["family"], old["quality"])
+        last_retired[level] = max(last_retired.get(level, ()), release(old["version"]))
+    for info in shipped():
+        shipped_in = release(info.meta.get("release", "0.1.0"))
+        assert shipped_in <= release(__version__), info.path.name
+        assert shipped_in > last_retired.get((info.family, info.quality), ()), info.path.name
+
+
 def test_the_bfloat16_networks_stay_within_a_level_or_two_of_float32():
     """The speed path (encoder and decoder in bfloat16 but for their last layers) against float32,
     with the shipped default on a sample photo: same quality, near-identical indices and pixels."""
