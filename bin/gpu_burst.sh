@@ -3,7 +3,8 @@
 # compress/decompress timed on the GPU against the CPU, the CUDA tests, and in the rest of at most
 # BUDGET seconds one training burst per level of LEVELS, all at once on the one GPU: the level's
 # VQ-VAE continued from its shipped weights (larger batches and crops than the CPU affords), then a
-# new prior on its new indices (PRIOR_LEVELS; the others' priors are trained at home on every photo),
+# prior on its new indices started from the shipped one (PRIOR_LEVELS; the others are trained at
+# home on every photo),
 # each on a schedule timed to its share of the time (--timed), then the export into $OUT. New
 # weights mean a new model id: the session that lands them measures them on validation and Kodak
 # here, and retires the old ids (vqcodec/weights/retired.json).
@@ -31,8 +32,13 @@ LR=${LR:-2e-4}
 PRIOR_SHARE=${PRIOR_SHARE:-40}  # percent of each level's minutes for its prior
 # levels whose prior is trained there: the pack's photos give a factor-2 level 4x the index cells of a
 # factor-4 one; measured (0.4 -> 0.5), the priors of q4 and q5 over-fitted the pack within 500 steps
-# (validation bits rising from there, 6.45 -> 8.6 for q4) while those of q6 and q7 still improved at the end
-PRIOR_LEVELS=${PRIOR_LEVELS:-"7 6"}
+# (validation bits rising from there, 6.45 -> 8.6 for q4) while those of q6 and q7 still improved at the end;
+# in 0.14's burst q6's prior, started from the shipped one (lr 5e-4), got worse on validation from its
+# first evaluation (5.092 -> 5.097 bits over 10,400 steps): the shipped priors had CPU hours on every
+# full-size photo. So by default every prior is continued at home, from the shipped one:
+#   vqcodec train prior --vqvae $OUT/vqvae-qN.safetensors --init vqcodec/weights/vq-qN.safetensors ...
+PRIOR_LEVELS=${PRIOR_LEVELS-}
+PRIOR_LR=${PRIOR_LR:-5e-4}  # those priors start from the shipped ones (a continued VQ-VAE keeps its codes' places)
 FAMILIES=${FAMILIES:-}      # baselines (ae, vae) to continue from checkpoints/FAMILY.pt, side by side with the levels
 IMAGES=${IMAGES:-3}         # Kodak images to time
 EXPORT_S=${EXPORT_S:-60}    # seconds kept for the exports (four took 15 s on an H200)
@@ -68,12 +74,12 @@ burst() {
   [ "$here" = 0 ] || vq_min=$whole_min  # the VQ-VAE has all the time
   vq train vqvae --config "configs/vq-q$q-vqvae.toml" --init "$weights" --out "$run-vqvae" "${common[@]}" \
     --batch "$BATCH" --crop "$CROP" --lr "$LR" --minutes "$vq_min" || return
-  if [ "$here" = 1 ]; then  # the shipped prior only carries the new VQ-VAE home: it does not fit the new indices
+  if [ "$here" = 1 ]; then  # the shipped prior carries the new VQ-VAE home, where it starts the new prior
     vq train export --vqvae "$run-vqvae" --prior "$weights" --quality "$q" --out "$OUT/vqvae-q$q.safetensors" --kodak ''
     return
   fi
-  vq train prior --config "configs/vq-q$q-prior.toml" --vqvae "$run-vqvae" --out "$run-prior" "${common[@]}" \
-    --batch $((BATCH * 2)) --minutes "$prior_min" &&
+  vq train prior --config "configs/vq-q$q-prior.toml" --vqvae "$run-vqvae" --init "$weights" --out "$run-prior" \
+    "${common[@]}" --batch $((BATCH * 2)) --lr "$PRIOR_LR" --minutes "$prior_min" &&
   vq train export --vqvae "$run-vqvae" --prior "$run-prior" --quality "$q" --out "$OUT/vq-q$q.safetensors" --kodak ''
 }
 # a baseline family: its variable-rate run resumed from its pack, on its own step schedule, packed back

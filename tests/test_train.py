@@ -7,12 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from vqcodec.codec import BaselineCodec, VQCodec
+from vqcodec.codec import BaselineCodec, VQCodec, prefixed
 from vqcodec.data import shard_items
 from vqcodec.export import export_baseline, export_codec
 from vqcodec.models.ae import AEConfig
 from vqcodec.models.prior import PixelCNNPrior, PriorConfig, float_state
 from vqcodec.models.vqvae import VQVAE, grow_decoder
+from vqcodec.quantization import grouped_order
 from vqcodec.runs import load_prior, load_run, load_vqvae
 from vqcodec.train import (
     Run,
@@ -26,9 +27,9 @@ from vqcodec.train import (
     warm_start_prior,
     warmup_ema,
 )
-from vqcodec.zoo import read_info
+from vqcodec.zoo import load_tensors, read_info
 
-from .conftest import TINY_GROUPED_PRIOR, TINY_PRIOR, TINY_VQVAE, smooth_image, train_config
+from .conftest import TINY_GROUPED_PRIOR, TINY_PRIOR, TINY_VQVAE, save_tiny_vq, smooth_image, train_config
 
 
 def lines(path) -> list[dict]:
@@ -97,10 +98,6 @@ def test_a_prior_with_groups_trains_and_exports_a_codec_that_writes_version_3(fo
 
 
 def test_a_prior_with_groups_starts_from_a_flat_one_at_its_member_distributions(tiny_weights):
-    from vqcodec.codec import prefixed
-    from vqcodec.quantization import grouped_order
-    from vqcodec.zoo import load_tensors
-
     vqvae = load_vqvae(tiny_weights)
     flat = PixelCNNPrior(TINY_PRIOR)
     flat.load_state_dict(float_state(TINY_PRIOR, prefixed(load_tensors(read_info(tiny_weights)), "prior.")))
@@ -127,6 +124,39 @@ def test_a_prior_starts_only_from_one_of_the_same_indices(tiny_weights, tmp_path
         warm_start_prior(
             PixelCNNPrior(dataclasses.replace(TINY_PRIOR, hidden=8)), load_vqvae(tiny_weights), tiny_weights
         )
+
+
+def test_a_continued_vqvae_keeps_its_codes_so_its_origins_prior_starts_the_new_one(folders, tiny_weights, tmp_path):
+    run = tmp_path / "continued"
+    train_vqvae(TINY_VQVAE, train_config(folders, run, 2), init=tiny_weights)
+    continued = load_vqvae(run)
+    assert not torch.equal(continued.quantizer.codebook, load_vqvae(tiny_weights).quantizer.codebook)
+    with pytest.raises(ValueError, match="another codebook"):
+        warm_start_prior(PixelCNNPrior(TINY_PRIOR), continued, tiny_weights)
+    origin = warm_start_prior(PixelCNNPrior(TINY_PRIOR), continued, tiny_weights, vqvae_source=str(run))
+    assert origin["weights"] == "tiny-q1"
+    exported = tmp_path / "tiny-q1-continued.safetensors"  # as a GPU burst brings it home, with the old prior
+    export_codec(str(run), tiny_weights, "tiny", 1, str(exported), None)
+    warm_start_prior(PixelCNNPrior(TINY_PRIOR), load_vqvae(exported), tiny_weights, vqvae_source=str(exported))
+    fresh = tmp_path / "fresh"  # a run that did not start from those weights has codes of its own
+    train_vqvae(TINY_VQVAE, train_config(folders, fresh, 1))
+    with pytest.raises(ValueError, match="another codebook"):
+        warm_start_prior(PixelCNNPrior(TINY_PRIOR), load_vqvae(fresh), tiny_weights, vqvae_source=str(fresh))
+
+
+def test_a_prior_with_groups_keeps_the_grouping_it_starts_from(tmp_path):
+    """A continued VQ-VAE's drifted codebook may group its codes otherwise; the new prior keeps the
+    old grouping and head, so it starts where the old prior was."""
+    source = save_tiny_vq(tmp_path / "tiny-q1.safetensors", prior_cfg=TINY_GROUPED_PRIOR)
+    old = PixelCNNPrior(TINY_GROUPED_PRIOR)
+    old.load_state_dict(float_state(TINY_GROUPED_PRIOR, prefixed(load_tensors(read_info(source)), "prior.")))
+    new = PixelCNNPrior(TINY_GROUPED_PRIOR)
+    new.set_code_order(old.order.flip(0))  # the grouping of the drifted codebook
+    warm_start_prior(new, load_vqvae(source), source)
+    assert torch.equal(new.order, old.order)
+    idx = torch.randint(0, 16, (1, 5, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(new(idx), old(idx), atol=1e-5)
 
 
 def test_a_warm_started_prior_trains_exports_and_keeps_the_record_of_its_start(folders, tmp_path, tiny_weights):

@@ -622,7 +622,7 @@ def train_decoder_cmd(ctx, vqvae_src, grow, config_file, **options) -> None:
     "init_from",
     default=None,
     help="Start from this prior of the same indices (run directory or VQ weights file), e.g. a flat "
-    "prior for one with groups.",
+    "prior for one with groups, or the weights a --vqvae run was continued from.",
 )
 @train_options
 @click.pass_context
@@ -633,7 +633,7 @@ def train_prior_cmd(ctx, vqvae_dir, init_from, config_file, **options) -> None:
     from vqcodec.train import train_prior
 
     model_cfg, cfg = stage_configs(config_file, PriorConfig, options, ctx)
-    train_prior(load_vqvae(vqvae_dir), model_cfg, cfg, init=init_from)
+    train_prior(load_vqvae(vqvae_dir), model_cfg, cfg, init=init_from, vqvae_source=vqvae_dir)
 
 
 def baseline_command(family: str, hyper_default: int) -> None:

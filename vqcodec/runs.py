@@ -125,6 +125,17 @@ def same_codebook(vqvae: VQVAE, weights: str | Path) -> bool:
     return all(torch.equal(old[k].half(), v.half()) for k, v in mine.items() if k.startswith("quantizer."))
 
 
+def continued_from(vqvae_source: str | Path, weights: str | Path) -> bool:
+    """Whether the VQ-VAE ``vqvae_source`` (a run directory or a VQ weights file) is more training
+    of the VQ weights file ``weights``: a warm start keeps every code at its index while the
+    codebook drifts, so that file's prior still knows what each index means and is the best start
+    for the new one."""
+    from vqcodec.zoo import read_info
+
+    continued = training_record(vqvae_source).get("continued", [])
+    return bool(continued) and continued[-1]["id"] == read_info(weights).model_id.hex()
+
+
 def add_stage(training: dict, kind: str, train: dict, budget: dict) -> dict:
     """``training`` with one more stage (named ``kind``, or ``kind-2``... when it is a repeat):
     its configuration, steps and budget (core-hours, precision)."""

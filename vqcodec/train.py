@@ -32,7 +32,16 @@ from vqcodec.models.ae import AEConfig, FactorizedAE, HyperpriorVAE, make_model
 from vqcodec.models.prior import PixelCNNPrior, PriorConfig, float_state
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
 from vqcodec.quantization import grouped_order, usage_stats
-from vqcodec.runs import CHECKPOINT, load_run, read_prior, read_vqvae, same_codebook, training_record, vqvae_origin
+from vqcodec.runs import (
+    CHECKPOINT,
+    continued_from,
+    load_run,
+    read_prior,
+    read_vqvae,
+    same_codebook,
+    training_record,
+    vqvae_origin,
+)
 
 
 @dataclass
@@ -533,19 +542,25 @@ def prior_bits_per_index(prior: PixelCNNPrior, grids: list[torch.Tensor]) -> flo
 
 
 def train_prior(
-    vqvae: VQVAE, prior_cfg: PriorConfig, cfg: TrainConfig, qat_fraction: float = 0.3, init: str | None = None
+    vqvae: VQVAE,
+    prior_cfg: PriorConfig,
+    cfg: TrainConfig,
+    qat_fraction: float = 0.3,
+    init: str | None = None,
+    vqvae_source: str | None = None,
 ) -> PixelCNNPrior:
     """Train the PixelCNN prior on the VQ-VAE's index grids of the training images.
 
     The last ``qat_fraction`` of the steps simulate the integer network (quantization-aware
     fine-tuning), so the exported integer prior loses almost no rate. ``init``: start from a
-    trained prior of the same indices (see ``warm_start_prior``).
+    trained prior of the same indices (see ``warm_start_prior``); ``vqvae_source``: where ``vqvae``
+    came from, which may be a run continued from ``init``.
     """
     seed_everything(cfg)
     prior = PixelCNNPrior(prior_cfg).train()
     if prior_cfg.groups > 1:
         prior.set_code_order(grouped_order(vqvae.quantizer.codebook.detach().cpu(), prior_cfg.groups))
-    origin = warm_start_prior(prior, vqvae, init) if init else {}
+    origin = warm_start_prior(prior, vqvae, init, vqvae_source) if init else {}
     run = Run(cfg, prior, prior_cfg.to_dict(), "prior", init=origin)
     grids, val = prior_data(vqvae, cfg, run)
     float_prior = run.dir / "float_prior.pt"  # kept to measure what integers cost
@@ -568,23 +583,31 @@ def train_prior(
     return run.final.eval()
 
 
-def warm_start_prior(prior: PixelCNNPrior, vqvae: VQVAE, source: str) -> dict:
+def warm_start_prior(prior: PixelCNNPrior, vqvae: VQVAE, source: str, vqvae_source: str | None = None) -> dict:
     """Copy a trained prior of ``vqvae``'s indices (a run directory, or the prior of a VQ weights
-    file with the same codebook) into ``prior``, and return what it was (for the metadata).
+    file with the same codebook, or the file ``vqvae_source``'s run was continued from) into
+    ``prior``, and return what it was (for the metadata).
 
     The window, hidden layers and each code's output row carry over; the rows follow the codes
     to their places in ``prior``'s code order, so a flat prior starts a prior with groups at its
     member distributions. A group head of another grouping starts afresh. This lets a CPU
-    session turn a long-trained flat prior into a faster one with groups in a short run.
+    session turn a long-trained flat prior into a faster one with groups in a short run. A prior
+    with as many groups keeps its grouping, head and all: its codes kept their places, so its
+    runs still hold similar codes after the codebook drifted (a continued VQ-VAE's new grouping
+    would differ in places and cost the head).
     """
     cfg, tensors, record = read_prior(source)
     own = prior.cfg
     if replace(cfg, groups=1) != replace(own, groups=1):
         raise ValueError(f"{source}: a prior of another shape ({cfg}) cannot start {own}")
-    if not Path(source).is_dir() and not same_codebook(vqvae, source):
+    if not Path(source).is_dir() and not (
+        same_codebook(vqvae, source) or (vqvae_source and continued_from(vqvae_source, source))
+    ):
         raise ValueError(f"{source} codes another codebook's indices than the VQ-VAE's")
     state = float_state(cfg, tensors)
     old_order = state.pop("order", torch.arange(cfg.codebook_size))
+    if cfg.groups == own.groups > 1:
+        prior.set_code_order(old_order)
     new_order = prior.order if own.groups > 1 else torch.arange(own.codebook_size)
     rows = torch.argsort(old_order)[new_order]  # the source's row of the code at each new place
     state["out.weight"], state["out.bias"] = state["out.weight"][rows], state["out.bias"][rows]
