@@ -23,7 +23,7 @@ from PIL import Image
 import vqcodec
 from vqcodec import entropy
 from vqcodec.codec import pixels
-from vqcodec.format import VERSION, pack, unpack
+from vqcodec.format import pack, unpack
 from vqcodec.zoo import retired
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def golden_vq() -> bytes:
     idx = codec.read(payload, -(-header.height // f), -(-header.width // f), header.version)
     legacy = pack(replace(header, version=1), entropy.encode_grid(codec.prior, idx))  # format 1: one stripe
     bf16, codec.bf16 = codec.bf16, False  # the reference pixels: float32 networks
-    for version, file in ((VERSION, data), (1, legacy)):
+    for version, file in ((header.version, data), (1, legacy)):  # the version its header says
         (OUT / f"golden-v{version}.vqc").write_bytes(file)
         np.save(OUT / f"golden-v{version}-indices.npy", idx.numpy().astype(np.int16))
         codec.decompress(file).save(OUT / f"golden-v{version}-decoded.png")
