@@ -45,6 +45,7 @@ PRIOR_LR=${PRIOR_LR:-5e-4}  # those priors start from the shipped ones (a contin
 FAMILIES=${FAMILIES:-}      # baselines (ae, vae) to continue from checkpoints/FAMILY.pt, side by side with the levels
 IMAGES=${IMAGES:-3}         # Kodak images to time
 EXPORT_S=${EXPORT_S:-60}    # seconds kept for the exports (four took 15 s on an H200)
+TIMINGS=${TIMINGS:-1}       # 0: no timings (about 3 minutes more training, when the decode path has not changed)
 mkdir -p "$OUT/logs"
 left() { echo $(( BUDGET - SECONDS )); }  # SECONDS: bash's clock since this script started
 
@@ -57,6 +58,7 @@ vq() { python3 -m vqcodec "$@"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/logs/gpu.txt"
 
 # timings first, on a quiet GPU
+[ "$TIMINGS" = 0 ] || {
 timeout 75 python3 bin/bench_speed.py --images "$IMAGES" --kodak "$PACK/kodak" --no-compressai --device "$DEVICE" \
   > "$OUT/logs/speed-$DEVICE.txt" 2>&1
 tail -8 "$OUT/logs/speed-$DEVICE.txt"
@@ -68,6 +70,7 @@ if [ "$DEVICE" != cpu ]; then  # the same first image on this machine's CPU, for
   timeout 50 python3 bin/bench_speed.py --images 1 --kodak "$PACK/kodak" --no-compressai --device cpu \
     > "$OUT/logs/speed-cpu.txt" 2>&1
 fi
+}
 
 # one burst per level, side by side: VQ-VAE, then prior, then export
 burst() {
