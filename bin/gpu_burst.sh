@@ -27,7 +27,9 @@ DEVICE=${DEVICE:-cuda}
 PACK=${PACK:-.gpu}
 BUDGET=${BUDGET:-530}       # seconds in all, from the start of this script
 # trained side by side (empty: none); each level's weights file must be here. In 0.14's call q4 and q5
-# gained 0.14 and 0.26 dB at equal rate on validation, q6 and q7 nothing (more bits for their PSNR)
+# gained 0.14 and 0.26 dB at equal rate on validation, q6 and q7 nothing (more bits for their PSNR);
+# in 0.15's (8.2 minutes each) q2-q5 gained 0.05-0.15 dB with the shipped priors, and a second call
+# of 2.75 minutes from those weights nothing: the continuation has saturated at this batch and crop
 LEVELS=${LEVELS-"5 4 3 2 1"}
 BATCH=${BATCH:-32}          # the CPU configs' 8 would leave a GPU idle
 CROP=${CROP:-128}
@@ -59,17 +61,17 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee 
 
 # timings first, on a quiet GPU
 [ "$TIMINGS" = 0 ] || {
-timeout 75 python3 bin/bench_speed.py --images "$IMAGES" --kodak "$PACK/kodak" --no-compressai --device "$DEVICE" \
-  > "$OUT/logs/speed-$DEVICE.txt" 2>&1
-tail -8 "$OUT/logs/speed-$DEVICE.txt"
-# encoder-side refinement (--refine 40) at q4: its encode time on this device, and its gain on these images
-timeout 60 python3 bin/refine_gain.py --quality 4 --images "$IMAGES" --folder "$PACK/kodak" --device "$DEVICE" \
-  > "$OUT/logs/refine-$DEVICE.txt" 2>&1
-tail -4 "$OUT/logs/refine-$DEVICE.txt"
-if [ "$DEVICE" != cpu ]; then  # the same first image on this machine's CPU, for the ratio
-  timeout 50 python3 bin/bench_speed.py --images 1 --kodak "$PACK/kodak" --no-compressai --device cpu \
-    > "$OUT/logs/speed-cpu.txt" 2>&1
-fi
+  timeout 75 python3 bin/bench_speed.py --images "$IMAGES" --kodak "$PACK/kodak" --no-compressai --device "$DEVICE" \
+    > "$OUT/logs/speed-$DEVICE.txt" 2>&1
+  tail -8 "$OUT/logs/speed-$DEVICE.txt"
+  # encoder-side refinement (--refine 40) at q4: its encode time on this device, and its gain on these images
+  timeout 60 python3 bin/refine_gain.py --quality 4 --images "$IMAGES" --folder "$PACK/kodak" --device "$DEVICE" \
+    > "$OUT/logs/refine-$DEVICE.txt" 2>&1
+  tail -4 "$OUT/logs/refine-$DEVICE.txt"
+  if [ "$DEVICE" != cpu ]; then  # the same first image on this machine's CPU, for the ratio
+    timeout 50 python3 bin/bench_speed.py --images 1 --kodak "$PACK/kodak" --no-compressai --device cpu \
+      > "$OUT/logs/speed-cpu.txt" 2>&1
+  fi
 }
 
 # one burst per level, side by side: VQ-VAE, then prior, then export
