@@ -6,8 +6,10 @@ Everything runs in this one process, on the same images, interleaved, and median
 reported, so the ratios are fair on a shared machine. CompressAI is optional
 (`pip install --no-deps compressai einops`): its models are randomly initialised, which
 times the same as trained weights. Also reports the time of each stage, the same stages as
-version 0.1 ran them (one stripe, float prior, float32 decoder), the rate change of the
-stripes, the bfloat16 decoder's pixel differences from float32, (--levels) every level's
+version 0.1 ran them (one stripe, float prior, float32 decoder) and the decoder network in
+its trained layout (the last layer a transposed convolution, not a sub-pixel one), the rate
+change of the stripes, the pixel differences of the bfloat16 decoder from float32 and of the
+inference layout from the trained one, (--levels) every level's
 encode and decode time, (--groups) the prior + range decode time of each level's prior against a prior of
 the same size with groups (format version 3), (--tiles) the same with stripes cut into column
 tiles, and (--sizes) how decode time grows with image size.
@@ -31,12 +33,13 @@ from PIL import Image
 
 import vqcodec
 from vqcodec import entropy
-from vqcodec.codec import pixels
+from vqcodec.codec import VQCodec, pixels, prefixed
 from vqcodec.data import image_files, load_rgb
 from vqcodec.evaluation import psnr
 from vqcodec.hardware import cpu_name
 from vqcodec.models.prior import IntegerPrior, PixelCNNPrior
-from vqcodec.zoo import levels
+from vqcodec.models.vqvae import VQVAE, VQVAEConfig
+from vqcodec.zoo import levels, load_tensors
 
 KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kodak"
 
@@ -88,7 +91,7 @@ def time_compressai(model, img: Image.Image, device: str) -> tuple[float, float]
     return mid - start, end - mid
 
 
-def stage_times(codec, img: Image.Image) -> dict[str, float]:
+def stage_times(codec, trained: VQVAE, img: Image.Image) -> dict[str, float]:
     """Seconds of each stage of one image, as the codec runs them (stripes, int8 prior, bfloat16
     decoder where the CPU has it) and as version 0.1 did (one stripe, float prior, float32 decoder)."""
     x = pixels(img, codec.multiple)
@@ -104,9 +107,7 @@ def stage_times(codec, img: Image.Image) -> dict[str, float]:
     entropy.decode_grid(codec.prior, data, *idx.shape, rows)
     out["prior + range decode"] = time.perf_counter() - t
     bf16 = codec.bf16
-    t = time.perf_counter()
-    codec.pixels(idx)
-    out["decoder network"] = time.perf_counter() - t
+    out |= layout_times(codec, trained, idx)
     int8, codec.prior._int8 = codec.prior._int8, None
     try:
         old = entropy.encode_grid(codec.prior, idx)
@@ -123,6 +124,50 @@ def stage_times(codec, img: Image.Image) -> dict[str, float]:
     finally:
         codec.bf16 = bf16
     return out
+
+
+def trained_layout(codec: VQCodec) -> VQVAE:
+    """The codec's VQ-VAE as trained, without ``vqvae.for_inference``'s rearrangement."""
+    model = VQVAE(VQVAEConfig(**codec.info.meta["vqvae_config"]))
+    model.load_state_dict(prefixed(load_tensors(codec.info), "vqvae."))
+    return model.to(codec.device, memory_format=torch.channels_last).eval()
+
+
+def layout_times(codec: VQCodec, trained: VQVAE, idx: torch.Tensor) -> dict[str, float]:
+    """Decoder network seconds of the inference layout and of the trained one, back to back."""
+    out = {}
+    for key, model in (("decoder network", codec.vqvae), ("decoder network, trained layout", trained)):
+        inference, codec.vqvae = codec.vqvae, model
+        try:
+            t = time.perf_counter()
+            codec.pixels(idx)
+            out[key] = time.perf_counter() - t
+        finally:
+            codec.vqvae = inference
+    return out
+
+
+def layout_fidelity(codec: VQCodec, trained: VQVAE, img: Image.Image) -> dict[str, float]:
+    """Pixels of the inference layout against the trained layout on one image."""
+    idx = codec.analyze(img)
+    fast = codec.synthesize(idx, img.height, img.width)
+    inference, codec.vqvae = codec.vqvae, trained
+    try:
+        slow = codec.synthesize(idx, img.height, img.width)
+    finally:
+        codec.vqvae = inference
+    diff = np.abs(fast.astype(np.int16) - slow)
+    ref = np.asarray(img)
+    return {"max": float(diff.max()), "mean": float(diff.mean()), "psnr": psnr(ref, fast), "reference": psnr(ref, slow)}
+
+
+def print_differences(label: str, rows: list[dict[str, float]]) -> None:
+    """One line of pixel differences between two decoders, each row one image's (``fidelity``)."""
+    mean = {key: float(np.mean([row[key] for row in rows])) for key in ("mean", "psnr", "reference")}
+    print(
+        f"{label}: max |diff| {max(row['max'] for row in rows):.0f}, mean |diff| {mean['mean']:.4f} levels, "
+        f"PSNR {mean['psnr']:.3f} vs {mean['reference']:.3f} dB"
+    )
 
 
 def time_vqcodec(codec, img: Image.Image) -> tuple[float, float]:
@@ -199,8 +244,8 @@ def fidelity(codec, img: Image.Image) -> dict[str, float]:
     return {
         "max": float(diff.max()),
         "mean": float(diff.mean()),
-        "psnr_bf16": psnr(ref, outs[True].astype(np.uint8)),
-        "psnr_f32": psnr(ref, outs[False].astype(np.uint8)),
+        "psnr": psnr(ref, outs[True].astype(np.uint8)),
+        "reference": psnr(ref, outs[False].astype(np.uint8)),
     }
 
 
@@ -229,17 +274,19 @@ def main() -> None:
     times: dict[str, dict[str, list[float]]] = {}
     stages: dict[str, list[float]] = {}
     bits = {"stripes": 0.0, "one stripe": 0.0}
-    fidelities = []
+    fidelities, layouts = [], []
+    trained = trained_layout(codec)
     for img in images:
         enc, dec = time_vqcodec(codec, img)
         times.setdefault("vqcodec", {}).setdefault("encode", []).append(enc)
         times["vqcodec"].setdefault("decode", []).append(dec)
-        for key, value in stage_times(codec, img).items():
+        for key, value in stage_times(codec, trained, img).items():
             stages.setdefault(key, []).append(value)
         idx = codec.analyze(img)
         bits["stripes"] += entropy.grid_bits(codec.prior, idx, codec.stripe_rows)
         bits["one stripe"] += entropy.grid_bits(codec.prior, idx)
         fidelities.append(fidelity(codec, img))
+        layouts.append(layout_fidelity(codec, trained, img))
         for name, model in others.items():
             enc, dec = time_compressai(model, img, args.device)
             times.setdefault(name, {}).setdefault("encode", []).append(enc)
@@ -263,15 +310,8 @@ def main() -> None:
     print(f"  wavefront steps: {steps[0]} in stripes of {codec.stripe_rows} rows, {steps[1]} in one stripe")
     change = 100 * (bits["stripes"] / bits["one stripe"] - 1)
     print(f"rate change of the stripes (prior cross-entropy, these images): {change:+.3f}%")
-    print(
-        "bfloat16 decoder against float32: max |diff| {:.0f}, mean |diff| {:.3f} levels, "
-        "PSNR {:.3f} vs {:.3f} dB".format(
-            max(f["max"] for f in fidelities),
-            float(np.mean([f["mean"] for f in fidelities])),
-            float(np.mean([f["psnr_bf16"] for f in fidelities])),
-            float(np.mean([f["psnr_f32"] for f in fidelities])),
-        )
-    )
+    print_differences("bfloat16 decoder against float32", fidelities)
+    print_differences("inference layout against the trained layout (sub-pixel last layer)", layouts)
 
     if args.levels:
         print("\nencode and decode seconds per level (medians over the images):")

@@ -40,6 +40,27 @@ def test_frequencies_follow_logits():
     assert freq[0, 2] / freq[0, 1] == pytest.approx(np.e, rel=1e-3)
 
 
+def reference_frequencies(row: list[int]) -> list[int]:
+    """The format's definition of a frequency table (docs/FORMAT.md), in Python integers."""
+    lut = [int(v) for v in entropy.exp_table()]
+    w = [lut[min(max(row) - v, len(lut) - 1)] for v in row]
+    k = len(row)
+    reciprocal = ((entropy.TOTAL - k) << entropy.RECIPROCAL_BITS) // sum(w)
+    f = [1 + ((v * reciprocal) >> entropy.RECIPROCAL_BITS) for v in w]
+    f[row.index(max(row))] += entropy.TOTAL - sum(f)  # what rounding left over, to the first most likely
+    return f
+
+
+@pytest.mark.parametrize("k", [2, 64, 513])
+def test_frequencies_are_the_formats_integers(k):
+    gen = torch.Generator().manual_seed(k)
+    logits = torch.randint(-400, 40, (6, k), generator=gen, dtype=torch.int32)
+    logits[1] = logits[1].max()  # ties: the first of them takes the remainder
+    logits[2, ::3] = 39
+    freq = entropy.frequencies(logits)
+    assert freq.tolist() == [reference_frequencies(row) for row in logits.tolist()]
+
+
 def test_wavefront_order_respects_the_causal_window():
     waves = entropy.Wavefronts(7, 9, radius=2)
     position = {(int(i), int(j)): n for n, (i, j) in enumerate(zip(waves.rows, waves.cols, strict=True))}

@@ -1,9 +1,10 @@
+import copy
 import dataclasses
 
 import pytest
 import torch
 
-from vqcodec.models.vqvae import VQVAE, VQVAEConfig, grow_decoder
+from vqcodec.models.vqvae import VQVAE, VQVAEConfig, for_inference, grow_decoder, subpixel
 
 from .conftest import TINY_VQVAE
 
@@ -50,3 +51,30 @@ def test_a_grown_decoder_decodes_as_before_until_trained():
         assert torch.equal(grown.encode(x), model.encode(x))
     trained_names = {k for k in model.state_dict()}
     assert trained_names < set(grown.state_dict())  # every trained layer keeps its name
+
+
+@pytest.mark.parametrize("channels", [(5, 3), (8, 16)])
+def test_a_subpixel_convolution_is_the_transposed_convolution(channels):
+    torch.manual_seed(0)
+    layer = torch.nn.ConvTranspose2d(*channels, 4, stride=2, padding=1)
+    x = torch.randn(2, channels[0], 7, 9, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(subpixel(layer.double())(x), layer.double()(x), rtol=0, atol=1e-12)
+
+
+def test_only_a_4x4_stride_2_transposed_convolution_becomes_subpixel():
+    with pytest.raises(ValueError, match="4x4 stride-2"):
+        subpixel(torch.nn.ConvTranspose2d(4, 3, 5, stride=2, padding=2))
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_the_inference_layout_encodes_and_decodes_as_the_trained_model(factor):
+    torch.manual_seed(0)
+    model = VQVAE(dataclasses.replace(TINY_VQVAE, downsample=factor)).double().eval()
+    fast = for_inference(for_inference(copy.deepcopy(model)))  # twice: a layout for inference stays as it is
+    x = torch.rand(1, 3, 48, 64, dtype=torch.float64)
+    with torch.no_grad():
+        idx = model.encode(x)
+        assert torch.equal(fast.encode(x), idx)
+        assert torch.allclose(fast.decode(idx), model.decode(idx), rtol=0, atol=1e-12)
+    assert isinstance(fast.decoder[-1], torch.nn.Sequential) == (factor != 2)

@@ -47,7 +47,7 @@ from vqcodec.models.ae import (
     scale_table,
 )
 from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig, float_state
-from vqcodec.models.vqvae import VQVAE, VQVAEConfig
+from vqcodec.models.vqvae import VQVAE, VQVAEConfig, for_inference
 from vqcodec.refine import REFINE_RATE, refine_indices
 from vqcodec.zoo import WeightsInfo, load_tensors, save_weights
 
@@ -194,7 +194,7 @@ class VQCodec(Codec):
         except (KeyError, TypeError, RuntimeError) as e:
             raise ModelError(f"{info.path}: weights do not match a VQ codec ({e})") from e
         # channels-last convolutions are about a fifth faster on CPU (oneDNN)
-        return cls(vqvae.to(device, memory_format=torch.channels_last).eval(), prior, info, device)
+        return cls(for_inference(vqvae).to(device, memory_format=torch.channels_last).eval(), prior, info, device)
 
     @property
     def stripe_rows(self) -> int:

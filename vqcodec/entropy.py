@@ -73,14 +73,13 @@ def excess_frequencies(logits: torch.Tensor | np.ndarray) -> np.ndarray:
     numpy, on the CPU: these small integer operations cost less there than anywhere else, and
     constriction reads numpy arrays."""
     logits = logits.cpu().numpy() if isinstance(logits, torch.Tensor) else logits
-    lut = exp_table()
     distance = logits.max(1, keepdims=True) - logits
-    np.minimum(distance, len(lut) - 1, out=distance)
-    w = lut.take(distance)
+    # int64 indices, so that take does not convert them; "clip" caps the distance at the table's last entry (0)
+    w = exp_table().take(distance.astype(np.int64), mode="clip")
     k = logits.shape[1]
     w *= ((TOTAL - k) << RECIPROCAL_BITS) // w.sum(1, keepdims=True)
     w >>= RECIPROCAL_BITS
-    w[np.arange(len(w)), distance.argmin(1)] += TOTAL - k - w.sum(1)
+    w[np.arange(len(w)), logits.argmax(1)] += TOTAL - k - w.sum(1)  # the first largest logit
     return w
 
 

@@ -239,8 +239,12 @@ class IntegerPrior:
         t = {name: v.to(self.device, torch.int64) for name, v in tensors.items()}
         n_off = len(causal_offsets(cfg.radius))
         first_shift = TABLE_BITS - ACT_BITS
-        # (table, bias + rounding half, 2**-shift) of the first layer, then (weights (in, out), bias + half, 2**-shift)
-        self._first = (t["table"], t["bias"] + (1 << (first_shift - 1)), torch.tensor(2.0**-first_shift))
+        # the first layer: table, bias + rounding half (and that bias less 128 << shift, for the int8
+        # path's activations shifted by -128), and its scale 2**-shift: a Python number, so that the
+        # bias add and the rescaling are one exact torch.add, bias * s + s * sums
+        bias = t["bias"] + (1 << (first_shift - 1))
+        self._first = (t["table"], bias, bias - (128 << first_shift))
+        self._first_scale = 2.0**-first_shift
         names = output_names(cfg)
         extra = [0] * cfg.layers + [ACT_BITS - LOGIT_BITS] * (len(names) - cfg.layers)  # logits keep LOGIT_BITS
         # (weights (in, out), bias + rounding half, shift) of each 1x1 layer: out = (a @ w + b) >> shift
@@ -252,12 +256,14 @@ class IntegerPrior:
         # On a CPU with VNNI or AMX the same layers run as int8 x int8 -> int32 matrix products
         # (several times faster than float32, and exact by construction); activations 0..255 enter
         # shifted by -128, which the bias makes up for: a @ w + b = (a - 128) @ w + (b + 128 * column sums).
+        # The hidden layers' outputs leave shifted by -128 too: (x >> k) - 128 = (x - (128 << k)) >> k.
         self._int8 = None
-        shifted = [(w, b + 128 * w.sum(0), shift) for w, b, shift in integer]
+        hidden = [n < cfg.layers for n in range(len(integer))]
+        shifted = [(w, b + 128 * w.sum(0) - (128 << k) * h, k) for (w, b, k), h in zip(integer, hidden, strict=True)]
         fits = all(int(b.abs().max()) + 128 * WEIGHT_MAX * w.shape[0] < 2**31 for w, b, _ in shifted)
         if self.device.type == "cpu" and fits and int8_matmul_fast():
             self._int8 = [(w.to(torch.int8), b.to(torch.int32), shift.to(torch.int32)) for w, b, shift in shifted]
-        bound = int(t["table"].abs().amax()) * n_off + int(self._first[1].abs().amax())
+        bound = int(t["table"].abs().amax()) * n_off + max(int(b.abs().amax()) for b in self._first[1:])
         for w, b, _ in self._layers:
             bound = max(bound, WEIGHT_MAX * ACT_MAX * w.shape[0] + int(b.abs().amax()))
         self.float32_exact = bound < 2**24
@@ -299,32 +305,38 @@ class IntegerPrior:
         return torch.float32 if torch.get_float32_matmul_precision() == "highest" else torch.float64
 
     def _tensors(self, dtype: torch.dtype) -> tuple:
+        """The first layer (table, scaled bias, scaled bias of the int8 path) and the 1x1 layers,
+        in ``dtype``."""
         if dtype not in self._cache:
-            first = tuple(x.to(dtype) for x in self._first)
+            table, *biases = self._first
+            first = (table.to(dtype), *((b * self._first_scale).to(dtype) for b in biases))
             layers = [tuple(x.to(dtype) for x in layer) for layer in self._layers]
             self._cache[dtype] = (first, layers)
         return self._cache[dtype]
 
     def features(self, ctx: torch.Tensor) -> torch.Tensor:
         """Causal-window indices (N, n_offsets) -> last hidden activations (N, hidden): integers
-        0..255 in the exact float type, or as int8 shifted by -128 where the products are int8."""
-        (table, bias, scale), layers = self._tensors(self._exact_dtype())
-        a = torch.floor((F.embedding_bag(ctx + self.offsets, table, mode="sum") + bias) * scale).clamp_(0, ACT_MAX)
+        0..255 in the exact float type, or as int8 shifted by -128 where the products are int8.
+        In-place operations: the decoder runs this once per wavefront on a few dozen rows, where
+        each operation's fixed cost dominates."""
+        (table, bias, bias_int8), layers = self._tensors(self._exact_dtype())
+        sums = F.embedding_bag(ctx + self.offsets, table, mode="sum")
         if self._int8 is not None:
-            a = (a - 128).to(torch.int8)
+            a = torch.add(bias_int8, sums, alpha=self._first_scale).floor_().clamp_(-128, 127).to(torch.int8)
             for w, b, shift in self._int8[: self.cfg.layers]:
-                a = ((torch._int_mm(a, w) + b) >> shift).clamp_(0, ACT_MAX).sub_(128).to(torch.int8)
+                a = torch._int_mm(a, w).add_(b).bitwise_right_shift_(shift).clamp_(-128, 127).to(torch.int8)
             return a
+        a = torch.add(bias, sums, alpha=self._first_scale).floor_().clamp_(0, ACT_MAX)
         for w, b, scale in layers[: self.cfg.layers]:
-            a = torch.floor(torch.addmm(b, a, w) * scale).clamp_(0, ACT_MAX)
+            a = torch.addmm(b, a, w).mul_(scale).floor_().clamp_(0, ACT_MAX)
         return a
 
     def _output(self, a: torch.Tensor, layer: int) -> torch.Tensor:
         if self._int8 is not None:
             w, b, shift = self._int8[layer]
-            return (torch._int_mm(a, w) + b) >> shift
+            return torch._int_mm(a, w).add_(b).bitwise_right_shift_(shift)
         w, b, scale = self._tensors(a.dtype)[1][layer]
-        return torch.floor(torch.addmm(b, a, w) * scale).to(torch.int32)
+        return torch.addmm(b, a, w).mul_(scale).floor_().to(torch.int32)
 
     def logits(self, ctx: torch.Tensor) -> torch.Tensor:
         """Causal-window indices (N, n_offsets) -> int32 logits (N, K) at scale 2**-LOGIT_BITS
