@@ -21,6 +21,7 @@
 #   LEVELS= FAMILIES="ae vae" bash bin/gpu_burst.sh   -> $OUT/ae.pt, vae.pt: `cp` them to checkpoints/
 # Smoke-test it on a CPU with tiny budgets:
 #   OUT=/tmp/out DEVICE=cpu BUDGET=240 LEVELS=6 BATCH=2 CROP=64 IMAGES=1 bash bin/gpu_burst.sh
+#   OUT=/tmp/out DEVICE=cpu BUDGET=150 LEVELS= TIMINGS=0 BATCH=2 CROP=64 NEW="q3-k128:configs/vq-q3-k128-vqvae.toml:vqcodec/weights/vq-q4.safetensors" bash bin/gpu_burst.sh
 set -uo pipefail
 OUT=${OUT:?set OUT to the folder whose files come back}
 DEVICE=${DEVICE:-cuda}
@@ -45,6 +46,14 @@ PRIOR_SHARE=${PRIOR_SHARE:-40}  # percent of each level's minutes for its prior
 PRIOR_LEVELS=${PRIOR_LEVELS-}
 PRIOR_LR=${PRIOR_LR:-5e-4}  # those priors start from the shipped ones (a continued VQ-VAE keeps its codes' places)
 FAMILIES=${FAMILIES:-}      # baselines (ae, vae) to continue from checkpoints/FAMILY.pt, side by side with the levels
+# new operating points (issue 11: the continuation has saturated, structure is what is left), side by side
+# with the levels: "tag:config:init ..." trains config's VQ-VAE from the init weights file (layers whose
+# shapes agree; a codebook of another size starts from k-means of the init's latents) for the whole time
+# and packs the run into $OUT/tag-vqvae.pt; at home: `python bin/pack_run.py --unpack FILE runs/tag-vqvae`,
+# then its prior (configs/vq-TAG-prior.toml) and the comparison with the level it would replace, e.g.
+#   NEW="q3-k128:configs/vq-q3-k128-vqvae.toml:vqcodec/weights/vq-q4.safetensors q3-k256:configs/vq-q3-k256-vqvae.toml:vqcodec/weights/vq-q4.safetensors"
+NEW=${NEW:-}
+NEW_LR=${NEW_LR:-4e-4}      # a new codebook and the layers around it move further than a continuation
 IMAGES=${IMAGES:-3}         # Kodak images to time
 EXPORT_S=${EXPORT_S:-60}    # seconds kept for the exports (four took 15 s on an H200)
 TIMINGS=${TIMINGS:-1}       # 0: no timings (about 3 minutes more training, when the decode path has not changed)
@@ -98,17 +107,29 @@ baseline() {
     --val "$PACK/val" --scale 1 --threads 4 --batch "$BATCH" --minutes "$minutes" &&
   python3 bin/pack_run.py "$run" "$OUT/$family.pt"
 }
+# a new operating point: its VQ-VAE from another level's weights, packed (no prior yet: trained at home)
+newlevel() {
+  local tag=$1 config=$2 init=$3 minutes=$4 run="runs/gpu-$1-vqvae"
+  vq train vqvae --config "$config" --init "$init" --out "$run" --device "$DEVICE" --data "$PACK/train" \
+    --val "$PACK/val" --scale 1 --steps 1000000 --timed --threads 4 --batch "$BATCH" --crop "$CROP" --lr "$NEW_LR" \
+    --minutes "$minutes" &&
+  python3 bin/pack_run.py "$run" "$OUT/$tag-vqvae.pt"
+}
 set -- $LEVELS
 avail=$(( $(left) - EXPORT_S ))  # seconds to train
 vq_min=$(python3 -c "print(round($avail * (100 - $PRIOR_SHARE) / 100 / 60 - 0.25, 2))")  # less each stage's start
 prior_min=$(python3 -c "print(round($avail * $PRIOR_SHARE / 100 / 60 - 0.25, 2))")
 whole_min=$(python3 -c "print($vq_min + $prior_min + 0.25)")  # one stage in all the time
-echo "training $* $FAMILIES: VQ-VAE $vq_min min, prior $prior_min min each, side by side"
+echo "training $* $FAMILIES $NEW: VQ-VAE $vq_min min, prior $prior_min min each, side by side"
 for q in "$@"; do
   burst "$q" "$vq_min" "$prior_min" "$whole_min" > "$OUT/logs/q$q.log" 2>&1 &
 done
 for family in $FAMILIES; do
   baseline "$family" "$whole_min" > "$OUT/logs/$family.log" 2>&1 &
+done
+for entry in $NEW; do
+  IFS=: read -r tag config init <<< "$entry"
+  newlevel "$tag" "$config" "$init" "$whole_min" > "$OUT/logs/$tag.log" 2>&1 &
 done
 
 if [ "$DEVICE" = cuda ]; then  # correctness while they train
@@ -118,6 +139,7 @@ if [ "$DEVICE" = cuda ]; then  # correctness while they train
 fi
 wait
 for q in "$@"; do tr '\r' '\n' < "$OUT/logs/q$q.log" | grep -E 'id [0-9a-f]{8}|Error|error' | tail -2; done
+for entry in $NEW; do tr '\r' '\n' < "$OUT/logs/${entry%%:*}.log" | grep -E 'step [0-9]|Error|error' | tail -2; done
 cp --parents runs/gpu-*/metrics.jsonl runs/gpu-*/config.json "$OUT/logs/" 2>/dev/null
 tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"
 ls -la "$OUT"
