@@ -25,6 +25,8 @@ import statistics
 import sys
 import time
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -133,17 +135,24 @@ def trained_layout(codec: VQCodec) -> VQVAE:
     return model.to(codec.device, memory_format=torch.channels_last).eval()
 
 
+@contextmanager
+def using_vqvae(codec: VQCodec, model: VQVAE) -> Iterator[None]:
+    """The codec with ``model`` in place of its VQ-VAE, for the block."""
+    inference, codec.vqvae = codec.vqvae, model
+    try:
+        yield
+    finally:
+        codec.vqvae = inference
+
+
 def layout_times(codec: VQCodec, trained: VQVAE, idx: torch.Tensor) -> dict[str, float]:
     """Decoder network seconds of the inference layout and of the trained one, back to back."""
     out = {}
     for key, model in (("decoder network", codec.vqvae), ("decoder network, trained layout", trained)):
-        inference, codec.vqvae = codec.vqvae, model
-        try:
+        with using_vqvae(codec, model):
             t = time.perf_counter()
             codec.pixels(idx)
             out[key] = time.perf_counter() - t
-        finally:
-            codec.vqvae = inference
     return out
 
 
@@ -151,11 +160,8 @@ def layout_fidelity(codec: VQCodec, trained: VQVAE, img: Image.Image) -> dict[st
     """Pixels of the inference layout against the trained layout on one image."""
     idx = codec.analyze(img)
     fast = codec.synthesize(idx, img.height, img.width)
-    inference, codec.vqvae = codec.vqvae, trained
-    try:
+    with using_vqvae(codec, trained):
         slow = codec.synthesize(idx, img.height, img.width)
-    finally:
-        codec.vqvae = inference
     diff = np.abs(fast.astype(np.int16) - slow)
     ref = np.asarray(img)
     return {"max": float(diff.max()), "mean": float(diff.mean()), "psnr": psnr(ref, fast), "reference": psnr(ref, slow)}

@@ -1,6 +1,6 @@
 """Decode speed of this checkout against another release, side by side in one process.
 
-    git worktree add /tmp/v0.15.0 v0.15.0   # or any checkout of the other release
+    git worktree add /tmp/v0.15.0 9e9d989   # a commit of the other release (9e9d989: 0.15.0)
     python bin/compare_releases.py /tmp/v0.15.0 [--quality 4] [--images 3] [--runs 6]
 
 The other release's package is copied under the name ``vqcodec_other`` (its imports rewritten)
@@ -61,13 +61,17 @@ def main() -> None:
         codecs = {"other": other.load_codec(quality=args.quality), "this": vqcodec.load_codec(quality=args.quality)}
         modules = {"other": importlib.import_module(f"{NAME}.entropy"), "this": entropy}
         images = [load_rgb(p) for p in image_files(args.kodak)[: args.images]]
+        this = codecs["this"]
+        # per image, once: its index grid, that grid's payload, and each release's own file of it
+        cases = []
+        for img in images:
+            idx = this.analyze(img)
+            payload = entropy.encode_grid(this.prior, idx, stripe_rows=this.stripe_rows)
+            cases.append((idx, payload, {tag: codec.compress(img) for tag, codec in codecs.items()}))
         times: dict[str, list[float]] = {}
         worst = 0
         for run in range(args.runs):
-            for img in images:
-                this = codecs["this"]
-                idx = this.analyze(img)
-                payload = entropy.encode_grid(this.prior, idx, stripe_rows=this.stripe_rows)
+            for idx, payload, files in cases:
                 decoded = {}
                 order = list(codecs.items())[:: 1 if run % 2 else -1]  # who goes first alternates
                 for tag, codec in order:
@@ -79,9 +83,8 @@ def main() -> None:
                     start = time.perf_counter()
                     decoded[tag] = codec.pixels(idx).int()
                     times.setdefault(f"{tag}: decoder network", []).append(time.perf_counter() - start)
-                    data = codec.compress(img)
                     start = time.perf_counter()
-                    codec.decompress(data)
+                    codec.decompress(files[tag])
                     times.setdefault(f"{tag}: decompress", []).append(time.perf_counter() - start)
                 worst = max(worst, int((decoded["this"] - decoded["other"]).abs().max()))
     print(
