@@ -23,6 +23,12 @@ def test_metadata_round_trip(tmp_path):
     assert again == info and again.metrics == {"kodak_bpp": 0.3} and len(again.model_id) == 4
 
 
+def test_weights_into_a_missing_directory_are_refused(tmp_path):
+    with pytest.raises(ModelError, match=r"output directory .* does not exist"):
+        save_weights(tmp_path / "nowhere" / "m.safetensors", {"w": torch.ones(2)}, "vq", "m", 2, {})
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_corrupt_weights_are_refused(tmp_path, tiny_weights):
     data = bytearray(open(tiny_weights, "rb").read())
     data[-100] ^= 0xFF  # flip bits inside the tensor data

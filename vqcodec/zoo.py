@@ -89,6 +89,8 @@ def save_weights(
 ) -> WeightsInfo:
     """Write tensors and metadata (JSON-encoded values) atomically as safetensors."""
     path = Path(path)
+    if not path.parent.is_dir():
+        raise ModelError(f"{path}: the output directory {path.parent} does not exist")
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     header = {"family": family, "name": name, "quality": str(quality), "sha256": tensor_hash(tensors)}
     header.update({k: json.dumps(v) for k, v in meta.items()})
