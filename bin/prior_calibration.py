@@ -2,8 +2,8 @@
 as upper bounds on the exact frequency tables the range coder uses (every index, the shipped
 stripe layout), before anyone changes the bitstream for them:
 
-- a temperature: the encoder picks, per image, the multiplier m/16 of each index's logit
-  distances (1/T) and would send it in the header; the best m per image is an oracle's choice;
+- a temperature: the encoder picks, per image, the multiplier m/16 of the integer logits
+  (1/T, rounded down) and would send it in the header; the best m per image is an oracle's choice;
 - a mixture with the image's own index histogram, p' = (1 - w) p + w h: the oracle histogram of
   the whole image (sent for free), and an adaptive one (causal counts in raster order, which a
   decoder could keep).
@@ -22,7 +22,7 @@ import torch
 from vqcodec.api import load_codec
 from vqcodec.codec import VQCodec
 from vqcodec.data import image_files, load_rgb
-from vqcodec.entropy import RECIPROCAL_BITS, TOTAL, GridContext, coded_symbols, exp_table
+from vqcodec.entropy import TOTAL, GridContext, coded_symbols, frequencies
 
 MULTIPLIERS = (12, 13, 14, 15, 16, 17, 18, 19, 20)  # of 16: 16 is the shipped coder
 SHIPPED = MULTIPLIERS.index(16)
@@ -30,14 +30,8 @@ WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2)
 
 
 def tempered_frequencies(logits: torch.Tensor, multiplier: int) -> np.ndarray:
-    """``entropy.frequencies`` with every distance below the top logit scaled by multiplier/16."""
-    lg = logits.cpu().numpy().astype(np.int64)
-    w = exp_table().take((lg.max(1, keepdims=True) - lg) * multiplier >> 4, mode="clip")
-    k = lg.shape[1]
-    w *= ((TOTAL - k) << RECIPROCAL_BITS) // w.sum(1, keepdims=True)
-    w >>= RECIPROCAL_BITS
-    w[np.arange(len(w)), lg.argmax(1)] += TOTAL - k - w.sum(1)
-    return w + 1
+    """The coder's frequency tables of the logits scaled by multiplier/16 (16: the shipped tables)."""
+    return frequencies(logits.cpu().numpy().astype(np.int64) * multiplier // 16)
 
 
 def coded_probabilities(codec: VQCodec, idx: torch.Tensor) -> np.ndarray:
