@@ -22,7 +22,7 @@ import torch
 from vqcodec.api import load_codec
 from vqcodec.codec import VQCodec
 from vqcodec.data import image_files, load_rgb
-from vqcodec.entropy import TOTAL, GridContext, coded_symbols, frequencies
+from vqcodec.entropy import TOTAL, frequencies, grid_logits
 
 MULTIPLIERS = (12, 13, 14, 15, 16, 17, 18, 19, 20)  # of 16: 16 is the shipped coder
 SHIPPED = MULTIPLIERS.index(16)
@@ -37,19 +37,11 @@ def tempered_frequencies(logits: torch.Tensor, multiplier: int) -> np.ndarray:
 def coded_probabilities(codec: VQCodec, idx: torch.Tensor) -> np.ndarray:
     """(len(MULTIPLIERS), H*W): the probability each index of the grid is coded with, per multiplier
     (with groups: the group's times the member's)."""
-    h, w = idx.shape
-    ctx = GridContext(h, w, codec.prior, codec.stripe_rows, None)
-    pos = ctx.positions(*np.divmod(np.arange(h * w), w))
-    symbols = idx.reshape(-1)
-    ctx.put(pos, symbols)
-    out = np.ones((len(MULTIPLIERS), h * w))
-    with torch.inference_mode():
-        for s in range(0, h * w, 65536):
-            part = slice(s, s + 65536)
-            for logits, sym in coded_symbols(codec.prior, ctx.windows(pos[part]), symbols[part]):
-                picked = sym[:, None].cpu().numpy()
-                for i, m in enumerate(MULTIPLIERS):
-                    out[i, part] *= np.take_along_axis(tempered_frequencies(logits, m), picked, 1)[:, 0] / TOTAL
+    out = np.ones((len(MULTIPLIERS), idx.numel()))
+    for part, logits, symbol in grid_logits(codec.prior, idx, codec.stripe_rows):
+        picked = symbol[:, None].cpu().numpy()
+        for i, m in enumerate(MULTIPLIERS):
+            out[i, part] *= np.take_along_axis(tempered_frequencies(logits, m), picked, 1)[:, 0] / TOTAL
     return out
 
 

@@ -20,6 +20,7 @@ same numbers whatever the batch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import ROUND_HALF_EVEN, Decimal, getcontext
 from functools import lru_cache
 
@@ -260,24 +261,34 @@ def decode_grid(
     return ctx.indices.clone()
 
 
-def grid_bits(
+def grid_logits(
     prior: IntegerPrior, idx: torch.Tensor, stripe_rows: int | None = None, tile_cols: int | None = None
-) -> float:
-    """Cross-entropy of a grid (coded in tiles of ``stripe_rows`` x ``tile_cols``) under the
-    integer prior's exact frequency tables, in bits."""
+) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """The integer logits every index of a grid (coded in tiles of ``stripe_rows`` x ``tile_cols``)
+    is coded with, all at once in raster order: (positions of the flattened grid, logits, symbols)
+    per chunk and per coded symbol (the index, or its group, then its member)."""
     h, w = idx.shape
     ctx = GridContext(h, w, prior, stripe_rows, tile_cols)
     rows, cols = np.divmod(np.arange(h * w), w)
     pos = ctx.positions(rows, cols)
     symbols = idx.reshape(-1).cpu()
     ctx.put(pos, symbols.to(prior.device))
-    total = 0.0
     with torch.inference_mode():
         for s in range(0, h * w, 65536):
             part = slice(s, s + 65536)
             for logits, symbol in coded_symbols(prior, ctx.windows(pos[part]), symbols[part].to(prior.device)):
-                picked = np.take_along_axis(frequencies(logits), symbol[:, None].cpu().numpy(), 1)
-                total += float((FREQ_BITS - np.log2(picked)).sum())
+                yield part, logits, symbol
+
+
+def grid_bits(
+    prior: IntegerPrior, idx: torch.Tensor, stripe_rows: int | None = None, tile_cols: int | None = None
+) -> float:
+    """Cross-entropy of a grid (coded in tiles of ``stripe_rows`` x ``tile_cols``) under the
+    integer prior's exact frequency tables, in bits."""
+    total = 0.0
+    for _, logits, symbol in grid_logits(prior, idx, stripe_rows, tile_cols):
+        picked = np.take_along_axis(frequencies(logits), symbol[:, None].cpu().numpy(), 1)
+        total += float((FREQ_BITS - np.log2(picked)).sum())
     return total
 
 
