@@ -94,8 +94,9 @@ def time_compressai(model, img: Image.Image, device: str) -> tuple[float, float]
 
 
 def stage_times(codec, trained: VQVAE, img: Image.Image) -> dict[str, float]:
-    """Seconds of each stage of one image, as the codec runs them (stripes, int8 prior, bfloat16
-    decoder where the CPU has it) and as version 0.1 did (one stripe, float prior, float32 decoder)."""
+    """Seconds of each stage of one image, as the codec runs them (stripes, int8 prior, an int8
+    or bfloat16 decoder where the CPU has it) and as version 0.1 did (one stripe, float prior,
+    float32 decoder)."""
     x = pixels(img, codec.multiple)
     out = {}
     t = time.perf_counter()
@@ -108,8 +109,7 @@ def stage_times(codec, trained: VQVAE, img: Image.Image) -> dict[str, float]:
     t = time.perf_counter()
     entropy.decode_grid(codec.prior, data, *idx.shape, rows)
     out["prior + range decode"] = time.perf_counter() - t
-    bf16 = codec.bf16
-    out |= layout_times(codec, trained, idx)
+    out |= decoder_times(codec, trained, idx)
     int8, codec.prior._int8 = codec.prior._int8, None
     try:
         old = entropy.encode_grid(codec.prior, idx)
@@ -118,13 +118,10 @@ def stage_times(codec, trained: VQVAE, img: Image.Image) -> dict[str, float]:
         out["v0.1 prior + range decode"] = time.perf_counter() - t
     finally:
         codec.prior._int8 = int8
-    codec.bf16 = False
-    try:
+    with decoder_path(codec, bf16=False):
         t = time.perf_counter()
         codec.pixels(idx)
         out["v0.1 decoder network (float32)"] = time.perf_counter() - t
-    finally:
-        codec.bf16 = bf16
     return out
 
 
@@ -136,35 +133,53 @@ def trained_layout(codec: VQCodec) -> VQVAE:
 
 
 @contextmanager
-def using_vqvae(codec: VQCodec, model: VQVAE) -> Iterator[None]:
-    """The codec with ``model`` in place of its VQ-VAE, for the block."""
-    inference, codec.vqvae = codec.vqvae, model
+def decoder_path(
+    codec: VQCodec, int8: bool = False, bf16: bool | None = None, vqvae: VQVAE | None = None
+) -> Iterator[None]:
+    """The codec decoding, for the block, with its int8 network (``int8``, where it has one) or
+    else in float (bfloat16 or not: ``bf16``, default the codec's own choice), with ``vqvae``
+    (default its own) in place of its VQ-VAE."""
+    saved = codec.int8_decoder, codec.bf16, codec.vqvae
+    codec.int8_decoder = saved[0] if int8 else None
+    codec.bf16 = saved[1] if bf16 is None else bf16
+    codec.vqvae = vqvae or saved[2]
     try:
         yield
     finally:
-        codec.vqvae = inference
+        codec.int8_decoder, codec.bf16, codec.vqvae = saved
 
 
-def layout_times(codec: VQCodec, trained: VQVAE, idx: torch.Tensor) -> dict[str, float]:
-    """Decoder network seconds of the inference layout and of the trained one, back to back."""
+def decoder_times(codec: VQCodec, trained: VQVAE, idx: torch.Tensor) -> dict[str, float]:
+    """Decoder network seconds as the codec runs it, in float where that is int8, and in the
+    trained layout, back to back."""
+    paths = {"decoder network": {"int8": True}, "decoder network, trained layout": {"vqvae": trained}}
+    if codec.int8_decoder is not None:
+        paths["decoder network, float"] = {}
     out = {}
-    for key, model in (("decoder network", codec.vqvae), ("decoder network, trained layout", trained)):
-        with using_vqvae(codec, model):
+    for key, setting in paths.items():
+        with decoder_path(codec, **setting):
             t = time.perf_counter()
             codec.pixels(idx)
             out[key] = time.perf_counter() - t
     return out
 
 
-def layout_fidelity(codec: VQCodec, trained: VQVAE, img: Image.Image) -> dict[str, float]:
-    """Pixels of the inference layout against the trained layout on one image."""
+def fidelity(codec: VQCodec, img: Image.Image, fast: dict, slow: dict) -> dict[str, float]:
+    """Pixels of one image decoded two ways (``decoder_path`` settings): their differences and
+    the PSNR of each."""
     idx = codec.analyze(img)
-    fast = codec.synthesize(idx, img.height, img.width)
-    with using_vqvae(codec, trained):
-        slow = codec.synthesize(idx, img.height, img.width)
-    diff = np.abs(fast.astype(np.int16) - slow)
+    outs = []
+    for setting in (fast, slow):
+        with decoder_path(codec, **setting):
+            outs.append(codec.synthesize(idx, img.height, img.width))
+    diff = np.abs(outs[0].astype(np.int16) - outs[1])
     ref = np.asarray(img)
-    return {"max": float(diff.max()), "mean": float(diff.mean()), "psnr": psnr(ref, fast), "reference": psnr(ref, slow)}
+    return {
+        "max": float(diff.max()),
+        "mean": float(diff.mean()),
+        "psnr": psnr(ref, outs[0]),
+        "reference": psnr(ref, outs[1]),
+    }
 
 
 def print_differences(label: str, rows: list[dict[str, float]]) -> None:
@@ -236,25 +251,6 @@ def tiled_decode(codec, images: list[Image.Image]) -> dict:
     return out
 
 
-def fidelity(codec, img: Image.Image) -> dict[str, float]:
-    """The bfloat16 decoder against float32 on one image: pixel differences and PSNR of each."""
-    idx = codec.analyze(img)
-    bf16 = codec.bf16
-    outs = {}
-    for flag in (True, False):
-        codec.bf16 = flag
-        outs[flag] = codec.synthesize(idx, img.height, img.width).astype(np.int16)
-    codec.bf16 = bf16
-    diff = np.abs(outs[True] - outs[False])
-    ref = np.asarray(img)
-    return {
-        "max": float(diff.max()),
-        "mean": float(diff.mean()),
-        "psnr": psnr(ref, outs[True].astype(np.uint8)),
-        "reference": psnr(ref, outs[False].astype(np.uint8)),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=3, help="Kodak images to time (first N)")
@@ -273,15 +269,24 @@ def main() -> None:
     start = time.perf_counter()
     codec = vqcodec.load_codec(args.model, args.quality, args.device)
     print(f"vqcodec model load: {time.perf_counter() - start:.2f} s ({codec.info.path.name})")
-    print(f"bfloat16 networks: {codec.bf16}; int8 prior products: {codec.prior._int8 is not None}")
+    print(
+        f"bfloat16 networks: {codec.bf16}; int8 prior products: {codec.prior._int8 is not None}; "
+        f"int8 decoder: {codec.int8_decoder is not None}"
+    )
     others = {} if args.no_compressai else compressai_models(args.device)
     images = [load_rgb(p) for p in image_files(args.kodak)[: args.images]]
 
     times: dict[str, dict[str, list[float]]] = {}
     stages: dict[str, list[float]] = {}
     bits = {"stripes": 0.0, "one stripe": 0.0}
-    fidelities, layouts = [], []
-    trained = trained_layout(codec)
+    comparisons = {
+        "bfloat16 decoder against float32": ({"bf16": True}, {"bf16": False}),
+        "inference layout against the trained layout (sub-pixel last layer)": ({}, {"vqvae": trained_layout(codec)}),
+    }
+    if codec.int8_decoder is not None:
+        comparisons["int8 decoder against float32"] = ({"int8": True}, {"bf16": False})
+    differences: dict[str, list[dict]] = {label: [] for label in comparisons}
+    trained = comparisons["inference layout against the trained layout (sub-pixel last layer)"][1]["vqvae"]
     for img in images:
         enc, dec = time_vqcodec(codec, img)
         times.setdefault("vqcodec", {}).setdefault("encode", []).append(enc)
@@ -291,8 +296,8 @@ def main() -> None:
         idx = codec.analyze(img)
         bits["stripes"] += entropy.grid_bits(codec.prior, idx, codec.stripe_rows)
         bits["one stripe"] += entropy.grid_bits(codec.prior, idx)
-        fidelities.append(fidelity(codec, img))
-        layouts.append(layout_fidelity(codec, trained, img))
+        for label, (fast, slow) in comparisons.items():
+            differences[label].append(fidelity(codec, img, fast, slow))
         for name, model in others.items():
             enc, dec = time_compressai(model, img, args.device)
             times.setdefault(name, {}).setdefault("encode", []).append(enc)
@@ -316,8 +321,8 @@ def main() -> None:
     print(f"  wavefront steps: {steps[0]} in stripes of {codec.stripe_rows} rows, {steps[1]} in one stripe")
     change = 100 * (bits["stripes"] / bits["one stripe"] - 1)
     print(f"rate change of the stripes (prior cross-entropy, these images): {change:+.3f}%")
-    print_differences("bfloat16 decoder against float32", fidelities)
-    print_differences("inference layout against the trained layout (sub-pixel last layer)", layouts)
+    for label, rows in differences.items():
+        print_differences(label, rows)
 
     if args.levels:
         print("\nencode and decode seconds per level (medians over the images):")

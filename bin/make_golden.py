@@ -2,10 +2,10 @@
 
 tests/data/golden-vN.vqc (N: the format version) is a 96x64 crop of samples/bsds-val-2.png
 compressed by the shipped default vq model; golden-vN-indices.npy and golden-vN-decoded.png
-(float32 networks) are what it must decode to. The vq family has one golden file per format
-version: the current writer's, and each earlier layout written from the same indices (format 1:
-the grid in one stripe, no stripe-height varint), so every reading path stays pinned when the
-default model is replaced. golden-vN-ae.vqc and golden-vN-vae.vqc are the
+(float32 networks; an int8 decoder is held to them on average) are what it must decode to. The vq
+family has one golden file per format version: the current writer's, and each earlier layout
+written from the same indices (format 1: the grid in one stripe, no stripe-height varint), so
+every reading path stays pinned when the default model is replaced. golden-vN-ae.vqc and golden-vN-vae.vqc are the
 same crop compressed by the default levels of the ae and vae models, with the rounded latents
 (-latent.npy, and -side.npy for the vae) and pixels they must decode to; when a release retires
 that model, its file moves to golden-vN-FAMILY-retired-RELEASE.vqc, which must name that
@@ -41,12 +41,13 @@ def golden_vq() -> bytes:
     f = codec.multiple
     idx = codec.read(payload, -(-header.height // f), -(-header.width // f), header.version)
     legacy = pack(replace(header, version=1), entropy.encode_grid(codec.prior, idx))  # format 1: one stripe
-    bf16, codec.bf16 = codec.bf16, False  # the reference pixels: float32 networks
+    # the reference pixels: float32 networks (not bfloat16, nor the int8 decoder where the CPU has them)
+    bf16, int8, codec.bf16, codec.int8_decoder = codec.bf16, codec.int8_decoder, False, None
     for version, file in ((header.version, data), (1, legacy)):  # the version its header says
         (OUT / f"golden-v{version}.vqc").write_bytes(file)
         np.save(OUT / f"golden-v{version}-indices.npy", idx.numpy().astype(np.int16))
         codec.decompress(file).save(OUT / f"golden-v{version}-decoded.png")
-    codec.bf16 = bf16
+    codec.bf16, codec.int8_decoder = bf16, int8
     return data
 
 

@@ -30,9 +30,16 @@ def test_golden_file_decodes_to_the_same_indices_and_pixels(version):
     assert header.quality == codec.info.quality == 4
     idx = codec.read(payload, (header.height + 3) // 4, (header.width + 3) // 4, header.version)
     assert np.array_equal(idx.numpy(), np.load(DATA / f"golden-v{version}-indices.npy"))
-    decoded = np.asarray(vqcodec.decompress(data), dtype=np.int16)
     expected = np.asarray(Image.open(DATA / f"golden-v{version}-decoded.png").convert("RGB"), dtype=np.int16)
+    int8 = codec.int8_decoder  # the decoder network in int8 where the CPU is fast at it (vqcodec.int8)
+    try:
+        codec.int8_decoder = None
+        decoded = np.asarray(codec.decompress(data), dtype=np.int16)
+    finally:
+        codec.int8_decoder = int8
     assert np.abs(decoded - expected).max() <= 1  # the decoder network is float (bfloat16 where fast): within 1
+    decoded = np.asarray(vqcodec.decompress(data), dtype=np.int16)
+    assert np.abs(decoded - expected).mean() <= (0.1 if int8 is None else 1.0)  # int8: within a level on average
 
 
 @pytest.mark.parametrize("version", [1, 2])

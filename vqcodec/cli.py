@@ -602,9 +602,15 @@ def train_vqvae_cmd(ctx, init_from, config_file, **options) -> None:
     show_default=True,
     help="Residual blocks to add to the decoder first (each starts as the identity).",
 )
+@click.option(
+    "--int8",
+    "for_int8",
+    is_flag=True,
+    help="Train the decoder for int8 inference (quantization-aware; its activation ranges ship with the weights).",
+)
 @train_options
 @click.pass_context
-def train_decoder_cmd(ctx, vqvae_src, grow, config_file, **options) -> None:
+def train_decoder_cmd(ctx, vqvae_src, grow, for_int8, config_file, **options) -> None:
     """Optional stage: more decoder-only steps (encoder and codebook frozen, so indices do not change)."""
     from vqcodec.models.vqvae import VQVAEConfig, grow_decoder
     from vqcodec.runs import load_vqvae
@@ -612,7 +618,7 @@ def train_decoder_cmd(ctx, vqvae_src, grow, config_file, **options) -> None:
 
     _, cfg = stage_configs(config_file, VQVAEConfig, options, ctx)
     vqvae = load_vqvae(vqvae_src)
-    finetune_decoder(grow_decoder(vqvae, grow) if grow else vqvae, cfg, vqvae_src)
+    finetune_decoder(grow_decoder(vqvae, grow) if grow else vqvae, cfg, vqvae_src, int8=for_int8)
 
 
 @train.command("prior")

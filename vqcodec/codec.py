@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vqcodec import entropy
+from vqcodec import entropy, int8
 from vqcodec.errors import BitstreamError, ModelError, VQCodecError
 from vqcodec.format import Header, pack, read_varint, unpack, varint
-from vqcodec.hardware import bf16_supported
+from vqcodec.hardware import bf16_supported, int8_matmul_fast
 from vqcodec.images import ImageLike, prepare
 from vqcodec.models.ae import (
     AEConfig,
@@ -172,9 +172,19 @@ class VQCodec(Codec):
 
     family = "vq"
 
-    def __init__(self, vqvae: VQVAE, prior: IntegerPrior, info: WeightsInfo, device: torch.device):
+    def __init__(
+        self,
+        vqvae: VQVAE,
+        prior: IntegerPrior,
+        info: WeightsInfo,
+        device: torch.device,
+        int8_decoder: torch.nn.Module | None = None,
+    ):
         super().__init__(info, device)
         self.vqvae, self.prior = vqvae, prior
+        # a decoder trained for int8 runs in int8 where the CPU has VNNI or AMX: about twice as fast
+        # as float32, PSNR within 0.02 dB (vqcodec.int8); it decodes files, refinement searches in float
+        self.int8_decoder = int8_decoder
         self.multiple = vqvae.cfg.downsample
         # the networks' layers but the last in bfloat16 where the device computes it natively:
         # about 1.5-2x as fast on a CPU; decoded pixels within a level or two of float32, and
@@ -191,10 +201,14 @@ class VQCodec(Codec):
             vqvae = VQVAE(VQVAEConfig(**info.meta["vqvae_config"]))
             vqvae.load_state_dict(prefixed(tensors, "vqvae."))
             prior = IntegerPrior(PriorConfig(**info.meta["prior_config"]), prefixed(tensors, "prior."), device)
-        except (KeyError, TypeError, RuntimeError) as e:
+            ranges = tensors.get(int8.RANGES)
+            fast = ranges is not None and device.type == "cpu" and int8_matmul_fast()
+            int8_decoder = int8.int8_decoder(vqvae.decoder, ranges) if fast else None
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise ModelError(f"{info.path}: weights do not match a VQ codec ({e})") from e
         # channels-last convolutions are about a fifth faster on CPU (oneDNN)
-        return cls(for_inference(vqvae).to(device, memory_format=torch.channels_last).eval(), prior, info, device)
+        vqvae = for_inference(vqvae).to(device, memory_format=torch.channels_last).eval()
+        return cls(vqvae, prior, info, device, int8_decoder)
 
     @property
     def stripe_rows(self) -> int:
@@ -273,8 +287,12 @@ class VQCodec(Codec):
         return prior.to(self.device).eval()
 
     def synthesis(self, idx: torch.Tensor) -> torch.Tensor:
-        """Index grid (B, h, w) -> image (B, 3, f h, f w), not clamped: the VQ-VAE's decoder."""
-        return self.synthesize_latent(self.vqvae.quantizer.lookup(idx))
+        """Index grid (B, h, w) -> image (B, 3, f h, f w), not clamped: the VQ-VAE's decoder (its
+        int8 network where there is one)."""
+        codes = self.vqvae.quantizer.lookup(idx)
+        if self.int8_decoder is not None:
+            return self.int8_decoder(codes) + 0.5
+        return self.synthesize_latent(codes)
 
     def synthesize_latent(self, codes: torch.Tensor) -> torch.Tensor:
         """Quantized latent (B, D, h, w) -> image (B, 3, f h, f w), not clamped."""
@@ -429,6 +447,8 @@ def save_vq_weights(
     than 0.01 dB (README)."""
     tensors = {f"vqvae.{k}": v.half() if v.is_floating_point() else v for k, v in vqvae.state_dict().items()}
     tensors.update({f"prior.{k}": v for k, v in prior_tensors.items()})
+    if vqvae.int8_ranges is not None:
+        tensors[int8.RANGES] = vqvae.int8_ranges.float()
     meta = {"vqvae_config": vqvae.cfg.to_dict(), "prior_config": prior_cfg.to_dict(), **meta}
     return save_weights(path, tensors, "vq", name, quality, meta)
 

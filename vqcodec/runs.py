@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from vqcodec.int8 import RANGES, folded_state
 from vqcodec.models.ae import grow_levels
 from vqcodec.models.prior import PixelCNNPrior, PriorConfig
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
@@ -57,8 +58,10 @@ def run_budget(out: str | Path) -> dict:
 def load_vqvae(source: str | Path) -> VQVAE:
     """A trained VQ-VAE from a run directory or a VQ weights file, in eval mode."""
     config, state, _ = read_vqvae(source)
+    ranges = state.pop(RANGES, None)
     model = VQVAE(VQVAEConfig(**config))
     model.load_state_dict(state)
+    model.int8_ranges = ranges
     return model.eval()
 
 
@@ -84,15 +87,21 @@ def vqvae_origin(source: str | Path) -> dict:
 
 
 def read_vqvae(source: str | Path) -> tuple[dict, dict, dict]:
-    """(model config, state dict, origin) of a trained VQ-VAE: a run directory or a VQ weights file."""
+    """(model config, state dict, origin) of a trained VQ-VAE: a run directory or a VQ weights file.
+    A decoder trained for int8 (``vqcodec.int8``) comes in its float layout, with its activation
+    ranges under ``int8.RANGES``."""
     origin = vqvae_origin(source)
     if Path(source).is_dir():
-        return origin["model"], load_run(source)[1], origin
+        config, state = load_run(source)
+        if config.get("int8"):
+            state = folded_state(VQVAEConfig(**origin["model"]), state)
+        return origin["model"], state, origin
     from vqcodec.codec import prefixed
     from vqcodec.zoo import load_tensors, read_info
 
-    state = {k: v.float() for k, v in prefixed(load_tensors(read_info(source)), "vqvae.").items()}
-    return origin["model"], state, origin
+    tensors = load_tensors(read_info(source))
+    state = {k: v.float() for k, v in prefixed(tensors, "vqvae.").items()}
+    return origin["model"], state | ({RANGES: tensors[RANGES]} if RANGES in tensors else {}), origin
 
 
 def read_prior(source: str | Path) -> tuple[PriorConfig, dict[str, torch.Tensor], dict]:

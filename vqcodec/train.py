@@ -12,6 +12,7 @@ write the final weights as safetensors with their configuration in the metadata.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
+from vqcodec import int8 as int8_decoder
 from vqcodec.data import CropDataset, image_files, load_rgb, shard_items, to_tensor
 from vqcodec.hardware import bf16_supported
 from vqcodec.models.ae import AEConfig, FactorizedAE, HyperpriorVAE, make_model
@@ -42,6 +44,9 @@ from vqcodec.runs import (
     training_record,
     vqvae_origin,
 )
+
+INT8_FROZEN = 0.3  # the last part of an int8 decoder's training, with its activation ranges fixed
+INT8_CALIBRATION = 16  # batches that set an int8 decoder's activation ranges before its training
 
 
 @dataclass
@@ -250,10 +255,18 @@ class Run:
         self.opt.step()
         if self.average is not None:
             self.average.update_parameters(self.model)
-            for mine, theirs in zip(self.average.module.buffers(), self.model.buffers(), strict=True):
-                mine.copy_(theirs)  # buffers (the VQ codebook, itself a moving average) are not averaged again
+            self.copy_buffers()
         self.step += 1
         self.bar.update(1)
+
+    def copy_buffers(self) -> None:
+        """The model's buffers into the moving average: they are not averaged again (the VQ
+        codebook is itself a moving average; an int8 decoder's ranges too)."""
+        if self.average is not None:
+            for mine, theirs in zip(self.average.module.buffers(), self.model.buffers(), strict=True):
+                mine.resize_as_(theirs).copy_(
+                    theirs
+                )  # an observer's per-channel statistics appear once it has seen data
 
     @property
     def final(self) -> torch.nn.Module:
@@ -376,24 +389,42 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig, init: str | None = Non
     return run.final.eval()
 
 
-def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, source: str | None = None) -> VQVAE:
+def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, source: str | None = None, int8: bool = False) -> VQVAE:
     """Train only the decoder of a trained VQ-VAE, encoder and codebook frozen (``source``: where
     it came from, a run directory or weights file, recorded for the export's metadata).
 
     The indices (and so the rate, and the prior trained on them) do not change, while the
     decoder gets more steps for the same time: its pass is about half of the model's cost.
+    ``int8``: train the decoder for int8 inference (``vqcodec.int8``): its fake-quantized
+    network, whose activation ranges stop following the batches for the last INT8_FROZEN of
+    the run.
     """
     seed_everything(cfg)
     vqvae.eval()  # no EMA codebook updates
     for p in [*vqvae.encoder.parameters(), *vqvae.quantizer.parameters()]:
         p.requires_grad_(False)
+    if int8:
+        vqvae.decoder = int8_decoder.prepare(vqvae.decoder, vqvae.quantizer.lookup(torch.zeros(1, 8, 8).long()))
     base = {"source": str(source), **vqvae_origin(source), "training": training_record(source)} if source else {}
-    run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base)
+    run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base, **({"int8": True} if int8 else {}))
     data = run.data(cfg.data)
-    if run.step == 0 and run.rank == 0:  # where the learning curve starts
-        run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
+
+    def validate() -> None:
+        # the ranges must not follow the validation images
+        with int8_decoder.ranges_held(run.final.decoder) if int8 else contextlib.nullcontext():
+            run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
         vqvae.eval()
+
+    if int8 and run.step == 0:  # the ranges of the decoder as trained: where quantization-aware training starts
+        with torch.no_grad():
+            for _ in range(INT8_CALIBRATION):
+                run.net(run.batch(data))
+        run.copy_buffers()
+    if run.step == 0 and run.rank == 0:  # where the learning curve starts
+        validate()
     while run.running:
+        if int8 and run.done() >= 1 - INT8_FROZEN:
+            int8_decoder.freeze_ranges(vqvae.decoder)
         x = run.batch(data)
         with run.autocast():
             y, _, _ = run.net(x)  # in eval mode: decoder(codebook vectors of the fixed indices)
@@ -404,8 +435,7 @@ def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, source: str | None = None) 
             run.bar.set_postfix(psnr=f"{psnr:.2f}")
             run.log(psnr=psnr)
         if run.validating():
-            run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
-            vqvae.eval()
+            validate()
         if run.due(cfg.ckpt_every):
             run.save()
     return run.final.eval()

@@ -108,6 +108,8 @@ class VQVAE(nn.Module):
             cfg.codebook_size, cfg.latent_dim, cfg.beta, cfg.ema_decay, rate_weight=cfg.rate_weight
         )
         self.decoder = make_decoder(cfg)
+        # where the decoder was trained for int8 inference: its activation ranges (vqcodec.int8)
+        self.int8_ranges: torch.Tensor | None = None
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> index grid (B, H/f, W/f), f = ``cfg.downsample``."""
@@ -121,6 +123,9 @@ class VQVAE(nn.Module):
         """Training pass: (reconstruction, indices, commitment loss)."""
         zq, idx, commitment = self.quantizer(self.encoder(x - 0.5))
         return self.decoder(zq).float() + 0.5, idx, commitment
+
+
+SUBPIXEL_TAPS = {(0, -1): 3, (0, 0): 1, (1, 0): 2, (1, 1): 0}  # (phase, input offset) -> kernel row/column
 
 
 def subpixel(layer: nn.ConvTranspose2d) -> nn.Sequential:
@@ -137,14 +142,29 @@ def subpixel(layer: nn.ConvTranspose2d) -> nn.Sequential:
         raise ValueError(f"not a 4x4 stride-2 transposed convolution with padding 1: {layer}")
     w = layer.weight.detach()  # (in, out, 4, 4)
     kernel = w.new_zeros(layer.out_channels, 2, 2, layer.in_channels, 3, 3)
-    taps = {(0, -1): 3, (0, 0): 1, (1, 0): 2, (1, 1): 0}  # (phase, input offset) -> kernel row/column
-    for (a, dy), ky in taps.items():
-        for (b, dx), kx in taps.items():
+    for (a, dy), ky in SUBPIXEL_TAPS.items():
+        for (b, dx), kx in SUBPIXEL_TAPS.items():
             kernel[:, a, b, :, dy + 1, dx + 1] = w[:, :, ky, kx].t()
     conv = nn.Conv2d(layer.in_channels, 4 * layer.out_channels, 3, padding=1).to(w.device, w.dtype)
     conv.weight.data.copy_(kernel.reshape(conv.weight.shape))
     conv.bias.data.copy_(layer.bias.detach().repeat_interleave(4))
     return nn.Sequential(conv, nn.PixelShuffle(2))
+
+
+def transposed(conv: nn.Conv2d, like: nn.ConvTranspose2d) -> nn.ConvTranspose2d:
+    """The inverse of ``subpixel``: the transposed convolution (shaped ``like``) whose sub-pixel
+    form is ``conv``. Exact when ``conv`` has the sub-pixel form's zeros and each output
+    channel's four phase biases are equal (what int8 training keeps); otherwise the taps a
+    transposed convolution has, and the first phase's bias."""
+    w = conv.weight.detach().view(like.out_channels, 2, 2, like.in_channels, 3, 3)
+    out = nn.ConvTranspose2d(like.in_channels, like.out_channels, 4, stride=2, padding=1).to(w.device, w.dtype)
+    kernel = torch.zeros_like(out.weight)
+    for (a, dy), ky in SUBPIXEL_TAPS.items():
+        for (b, dx), kx in SUBPIXEL_TAPS.items():
+            kernel[:, :, ky, kx] = w[:, a, b, :, dy + 1, dx + 1].t()
+    out.weight.data.copy_(kernel)
+    out.bias.data.copy_(conv.bias.detach().view(-1, 4)[:, 0])
+    return out
 
 
 def for_inference(model: VQVAE) -> VQVAE:

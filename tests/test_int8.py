@@ -1,0 +1,112 @@
+import copy
+import dataclasses
+import warnings
+
+import pytest
+import torch
+
+from vqcodec import int8
+from vqcodec.models.vqvae import VQVAE, grow_decoder, subpixel, transposed
+
+from .conftest import TINY_VQVAE
+
+needs_engine = pytest.mark.skipif(not int8.available(), reason="this torch has no x86 quantized engine")
+
+
+def tiny_decoder(factor: int = 4, seed: int = 0) -> tuple[torch.nn.Sequential, torch.Tensor]:
+    """A random tiny decoder and a batch of its inputs (codebook vectors of random indices)."""
+    torch.manual_seed(seed)
+    model = VQVAE(dataclasses.replace(TINY_VQVAE, downsample=factor)).eval()
+    with torch.no_grad():
+        model.quantizer.codebook.copy_(torch.randn(16, 4))
+    return model.decoder, model.quantizer.lookup(torch.randint(16, (2, 6, 8)))
+
+
+def calibrated(decoder: torch.nn.Sequential, codes: torch.Tensor) -> torch.fx.GraphModule:
+    net = int8.prepare(decoder, codes)
+    with torch.no_grad():
+        net(codes)
+    return net
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_a_prepared_decoder_folds_back_to_its_float_weights(factor):
+    decoder, codes = tiny_decoder(factor)
+    folded = int8.float_weights(int8.prepare(decoder, codes), decoder)
+    assert folded.keys() == decoder.state_dict().keys()
+    assert all(torch.equal(folded[k], v) for k, v in decoder.state_dict().items())
+
+
+@pytest.mark.parametrize("factor", [4, 8])
+def test_training_keeps_the_sub_pixel_layers_transposed_convolutions(factor):
+    """The taps a transposed convolution lacks stay zero and the four phases' biases equal, so
+    the trained network folds back into the float decoder's layout exactly."""
+    decoder, codes = tiny_decoder(factor)
+    net = calibrated(decoder, codes)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        net(codes).square().mean().backward()
+        opt.step()
+    folded = int8.float_weights(net, decoder)
+    ups = [name for name, layer in decoder.named_children() if isinstance(layer, torch.nn.ConvTranspose2d)]
+    assert ups
+    for name in ups:
+        conv = net.get_submodule(f"{name}.0")
+        back = subpixel(transposed(conv, decoder.get_submodule(name)))[0]
+        assert torch.equal(back.weight, conv.weight) and torch.equal(back.bias, conv.bias)
+        assert not torch.equal(folded[f"{name}.weight"], decoder.get_submodule(name).weight)
+
+
+@needs_engine
+@pytest.mark.parametrize("factor", [2, 4, 8])
+@pytest.mark.parametrize("blocks", [0, 1])
+def test_the_int8_decoder_computes_what_pytorch_converts_the_trained_network_to(factor, blocks):
+    """The hand-built int8 network (no tracing at load) against PyTorch's FX conversion of the
+    fake-quantized network it was trained as: the same quantized operations on the same
+    numbers; and both close to the float decoder."""
+    from torch.ao.quantization.quantize_fx import convert_fx
+
+    decoder, codes = tiny_decoder(factor)
+    if blocks:
+        decoder = grow_decoder(VQVAE(dataclasses.replace(TINY_VQVAE, downsample=factor)), blocks).decoder
+        with torch.no_grad():
+            for p in decoder.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+    net = calibrated(decoder, codes)
+    ranges = int8.ranges(net, decoder)
+    assert ranges.shape == (len(int8.points(decoder)), 2) and bool((ranges[:, 0] < ranges[:, 1]).all())
+    fast = int8.int8_decoder(decoder, ranges)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = convert_fx(copy.deepcopy(net).eval())(codes)
+        exact, mine = decoder(codes), fast(codes)
+    assert mine.shape == exact.shape
+    assert torch.allclose(mine, reference, atol=1e-5)
+    error = (mine - exact).square().mean() / exact.square().mean()
+    assert 0 < float(error) < 1e-3  # int8, so not the same numbers, but close ones
+
+
+@needs_engine
+def test_ranges_that_do_not_fit_the_decoder_are_refused():
+    decoder, codes = tiny_decoder()
+    ranges = int8.ranges(calibrated(decoder, codes), decoder)
+    with pytest.raises(ValueError):
+        int8.int8_decoder(decoder, ranges[:-1])
+
+
+def test_held_ranges_do_not_follow_the_data_and_are_released_after():
+    decoder, codes = tiny_decoder()
+    net = calibrated(decoder, codes)
+    before = int8.ranges(net, decoder)
+    with int8.ranges_held(net), torch.no_grad():
+        net(codes * 10)
+    assert torch.equal(int8.ranges(net, decoder), before)
+    with torch.no_grad():
+        net(codes * 10)
+    assert not torch.equal(int8.ranges(net, decoder), before)
+    int8.freeze_ranges(net)
+    after = int8.ranges(net, decoder)
+    with torch.no_grad():
+        net(codes * 100)
+    assert torch.equal(int8.ranges(net, decoder), after)

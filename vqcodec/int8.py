@@ -1,0 +1,296 @@
+"""The VQ-VAE decoder as int8 convolutions, for CPUs with VNNI or AMX.
+
+Every convolution but the last (to RGB) runs on 8-bit weights (one symmetric scale per output
+channel) and 8-bit activations (0..255 with a scale and zero point per tensor), accumulated in
+int32 by PyTorch's x86 quantized engine: about twice as fast as float32 where the CPU has VNNI.
+Quantized after training, the decoder loses 0.03-0.09 dB; trained for it (quantization-aware
+training: Jacob et al., "Quantization and Training of Neural Networks for Efficient
+Integer-Arithmetic-Only Inference", CVPR 2018), it loses about none. ``vqcodec train decoder
+--int8`` trains the fake-quantized network of ``prepare``; the activation ranges it settles on
+ship with the weights (the tensor ``RANGES``), so every machine builds the same int8 network
+from the same numbers and none calibrates anything.
+
+Transposed convolutions are trained and run as their sub-pixel form (the x86 engine has no
+per-channel weights for them), with the taps that form does not have held at zero and the four
+phases' biases tied, so the trained weights fold back into the float decoder unchanged:
+machines without fast int8 run the same weights in float. Pixels are not bit-exact across
+machines (float32 ones are not either); indices, and so rate, never depend on the decoder.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from vqcodec.models.vqvae import VQVAE, ResBlock, VQVAEConfig, subpixel, transposed
+
+RANGES = "int8.ranges"  # (len(points), 2) float32: the (min, max) of each quantized activation
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """PyTorch's FX quantization warns on every call that it is to move to torchao: a note for
+    PyTorch's users, not vqcodec's."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def available() -> bool:
+    """Whether this torch has the FX quantization and the x86 engine the int8 decoder runs on."""
+    try:
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx  # noqa: F401
+    except ImportError:
+        return False
+    return "x86" in torch.backends.quantized.supported_engines
+
+
+def quantizable(decoder: nn.Sequential) -> nn.Sequential:
+    """A copy of ``decoder`` with every transposed convolution in its sub-pixel form."""
+    decoder = copy.deepcopy(decoder)
+    for name, layer in list(decoder.named_children()):
+        if isinstance(layer, nn.ConvTranspose2d):
+            setattr(decoder, name, subpixel(layer))
+    return decoder
+
+
+def qconfig_mapping(decoder: nn.Sequential):
+    """Fake quantization of every layer's weights (per output channel, symmetric int8) and
+    activations (per tensor, 0..255: the full range, which VNNI's int32 accumulation allows),
+    but the last layer's, which stays float."""
+    from torch.ao.quantization import FakeQuantize, QConfig, QConfigMapping
+    from torch.ao.quantization.observer import MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
+
+    activation = FakeQuantize.with_args(
+        observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255, dtype=torch.quint8, reduce_range=False
+    )
+    weight = FakeQuantize.with_args(
+        observer=MovingAveragePerChannelMinMaxObserver,
+        averaging_constant=1.0,  # the range of the weights as they are, as the int8 network's
+        quant_min=-128,
+        quant_max=127,
+        dtype=torch.qint8,
+        qscheme=torch.per_channel_symmetric,
+    )
+    last = list(decoder.named_children())[-1][0]
+    return QConfigMapping().set_global(QConfig(activation=activation, weight=weight)).set_module_name(last, None)
+
+
+def prepare(decoder: nn.Sequential, example: torch.Tensor) -> torch.fx.GraphModule:
+    """The fake-quantized network of ``decoder`` (a float decoder in its trained layout) that
+    quantization-aware training optimizes, with the sub-pixel layers kept transposed ones."""
+    from torch.ao.quantization.quantize_fx import prepare_qat_fx
+
+    sub = quantizable(decoder).float().to(memory_format=torch.contiguous_format).train()
+    with _quiet():
+        net = prepare_qat_fx(sub, qconfig_mapping(sub), example_inputs=(example,))
+    for name, layer in decoder.named_children():
+        if isinstance(layer, nn.ConvTranspose2d):
+            conv = net.get_submodule(f"{name}.0")
+            mask = (conv.weight.detach() != 0).to(conv.weight.dtype)
+            conv.weight.register_hook(lambda grad, mask=mask: grad * mask)
+            conv.bias.register_hook(lambda grad: grad.view(-1, 4).mean(1, keepdim=True).expand(-1, 4).reshape(-1))
+    return net
+
+
+def fake_quantizers(net: torch.fx.GraphModule) -> list[nn.Module]:
+    """The activations' fake quantizers of a prepared network, in graph order (one that several
+    activations share, as a ReLU shares its input's, once for each)."""
+    nodes = [n for n in net.graph.nodes if n.op == "call_module" and "activation_post_process" in n.target]
+    return [net.get_submodule(node.target) for node in nodes]
+
+
+def points(decoder: nn.Sequential) -> list[str]:
+    """Where the int8 network quantizes, in order: its input, each convolution's output (a
+    transposed one's sub-pixel convolution ``name.0``; with the ReLU that follows it, if any),
+    and each residual sum (with its ReLU, if one follows); the last layer is float."""
+    out = ["input"]
+    for name, layer in list(decoder.named_children())[:-1]:
+        if isinstance(layer, ResBlock):
+            out += [f"{name}.conv1", f"{name}.conv2", f"{name}.add"]
+        elif isinstance(layer, nn.Conv2d):
+            out.append(name)
+        elif isinstance(layer, nn.ConvTranspose2d):
+            out.append(f"{name}.0")
+    return out
+
+
+def ranges(net: torch.fx.GraphModule, decoder: nn.Sequential) -> torch.Tensor:
+    """(len(points), 2): the (min, max) of each of ``decoder``'s ``points`` that its prepared
+    network ``net`` has learned, what ships as ``RANGES``."""
+    nodes = {node.name: node for node in net.graph.nodes}
+    observed = {}  # node name -> the fake quantizer of its output
+    for node in nodes.values():
+        if node.op == "call_module" and "activation_post_process" in node.target:
+            observed.setdefault(node.args[0].name, net.get_submodule(node.target))
+    by_target = {node.target: node for node in nodes.values() if node.op == "call_module"}
+
+    def output_of(node: torch.fx.Node) -> nn.Module:
+        if node.name in observed:
+            return observed[node.name]
+        (user,) = node.users  # an add fused with the ReLU after it: quantized after the ReLU
+        return observed[user.name]
+
+    def sum_of(block: str) -> torch.fx.Node:
+        conv2 = next(iter(by_target[f"{block}.conv2"].users))  # its output's fake quantizer
+        return next(user for user in conv2.users if user.op == "call_function")
+
+    quantizers = []
+    for point in points(decoder):
+        if point == "input":
+            node = next(node for node in nodes.values() if node.op == "placeholder")
+        elif point.endswith(".add"):
+            node = sum_of(point.removesuffix(".add"))
+        else:
+            node = by_target[point]
+        quantizers.append(output_of(node))
+    observers = [q.activation_post_process for q in quantizers]
+    return torch.stack([torch.stack([o.min_val, o.max_val]) for o in observers]).float()
+
+
+def freeze_ranges(net: torch.fx.GraphModule) -> None:
+    """Stop the activation ranges from following the batches (the last part of training; the
+    weights' scales go on following the weights)."""
+    for q in fake_quantizers(net):
+        q.disable_observer()
+
+
+@contextmanager
+def ranges_held(net: torch.fx.GraphModule) -> Iterator[None]:
+    """The activation ranges held where they are (for validation passes), then as they were."""
+    quantizers = fake_quantizers(net)
+    enabled = [int(q.observer_enabled[0]) for q in quantizers]
+    freeze_ranges(net)
+    try:
+        yield
+    finally:
+        for q, on in zip(quantizers, enabled, strict=True):
+            q.observer_enabled[0] = on
+
+
+def float_weights(net: torch.fx.GraphModule, decoder: nn.Sequential) -> dict[str, torch.Tensor]:
+    """The state dict of ``decoder``'s trained layout holding a prepared network's weights."""
+    state = dict(net.state_dict())
+    out = {}
+    for name, value in decoder.state_dict().items():
+        layer = name.split(".")[0]
+        if isinstance(decoder.get_submodule(layer), nn.ConvTranspose2d):
+            conv = net.get_submodule(f"{layer}.0")
+            folded = transposed(conv, decoder.get_submodule(layer))
+            out[name] = getattr(folded, name.split(".")[-1]).detach().clone()
+        else:
+            out[name] = state[name].detach().clone()
+        assert out[name].shape == value.shape, name
+    return out
+
+
+def folded_state(cfg: VQVAEConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict of a VQ-VAE whose decoder was trained for int8 (a run's checkpoint, with
+    the fake-quantized network): the float decoder's layout, and the ranges as ``RANGES``."""
+    model = VQVAE(cfg)
+    plain = copy.deepcopy(model.decoder)
+    model.decoder = prepare(model.decoder, model.quantizer.lookup(torch.zeros(1, 8, 8).long()))
+    model.load_state_dict(state)
+    out = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
+    out.update({f"decoder.{k}": v for k, v in float_weights(model.decoder, plain).items()})
+    return out | {RANGES: ranges(model.decoder, plain)}
+
+
+def activation_qparams(low: float, high: float) -> tuple[float, int]:
+    """(scale, zero point) of 0..255 over [low, high] (widened to hold 0), as the fake quantizers
+    of training compute them."""
+    from torch.ao.quantization.observer import MinMaxObserver
+
+    observer = MinMaxObserver(dtype=torch.quint8, reduce_range=False)
+    observer.min_val.fill_(low)
+    observer.max_val.fill_(high)
+    scale, zero_point = observer.calculate_qparams()
+    return float(scale), int(zero_point)
+
+
+def packed(conv: nn.Conv2d):
+    """A convolution's weights as int8 (symmetric, one scale per output channel: the range of
+    the weights themselves, as in training), packed for the x86 engine, with its float bias."""
+    from torch.ao.quantization.observer import PerChannelMinMaxObserver
+
+    observer = PerChannelMinMaxObserver(ch_axis=0, dtype=torch.qint8, qscheme=torch.per_channel_symmetric)
+    w = conv.weight.detach().float()
+    observer(w)
+    scale, zero_point = observer.calculate_qparams()
+    weight = torch.quantize_per_channel(w, scale.double(), zero_point, 0, torch.qint8)
+    bias = conv.bias.detach().float()
+    return torch.ops.quantized.conv2d_prepack(weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+class Int8Decoder(nn.Module):
+    """The int8 network of a float decoder trained for it (``prepare``), from its weights and
+    its shipped activation ranges: quantized PyTorch operations of the x86 engine, built
+    without tracing anything, so loading it costs milliseconds. It computes what training's
+    fake-quantized network computed (tests/test_int8.py checks it against PyTorch's own
+    conversion of that network), and returns float pixels (its last layer is float)."""
+
+    def __init__(self, decoder: nn.Sequential, activation_ranges: torch.Tensor):
+        super().__init__()
+        qparams = dict(zip(points(decoder), (activation_qparams(*r) for r in activation_ranges.tolist()), strict=True))
+        self.input = qparams["input"]
+        children = list(quantizable(decoder).named_children())
+        self.last = children[-1][1]
+        self.steps: list[tuple] = []  # (operation, arguments) in order
+        fused = set()  # ReLU layers done by the operation before them
+        for n, (name, layer) in enumerate(children[:-1]):
+            relu_next = isinstance(children[n + 1][1], nn.ReLU) and n + 1 < len(children) - 1
+            if name in fused:
+                continue
+            if isinstance(layer, ResBlock):
+                convs = [(packed(conv), *qparams[f"{name}.{part}"]) for part, conv in layer.named_children()]
+                self.steps.append(("block", (*convs, *qparams[f"{name}.add"], relu_next)))
+            elif isinstance(layer, nn.Conv2d):
+                self.steps.append(("conv", (packed(layer), *qparams[name], relu_next)))
+            elif isinstance(layer, nn.Sequential):  # a sub-pixel convolution: its convolution, then the shuffle
+                self.steps.append(("conv", (packed(layer[0]), *qparams[f"{name}.0"], False)))
+                self.steps.append(("shuffle", (layer[1].upscale_factor,)))
+                relu_next = False
+            else:
+                self.steps.append(("relu", ()))
+            if relu_next:
+                fused.add(children[n + 1][0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = torch.quantize_per_tensor(x.float().contiguous(), *self.input, torch.quint8)
+        for operation, args in self.steps:
+            q = getattr(self, f"_{operation}")(q, *args)
+        return self.last(q.dequantize())
+
+    @staticmethod
+    def _conv(q: torch.Tensor, weights, scale: float, zero_point: int, relu: bool) -> torch.Tensor:
+        conv = torch.ops.quantized.conv2d_relu if relu else torch.ops.quantized.conv2d
+        return conv(q, weights, scale, zero_point)
+
+    @staticmethod
+    def _block(q: torch.Tensor, conv1: tuple, conv2: tuple, scale: float, zero_point: int, relu: bool) -> torch.Tensor:
+        h = Int8Decoder._conv(torch.relu(q), *conv1, True)
+        h = Int8Decoder._conv(h, *conv2, False)
+        add = torch.ops.quantized.add_relu if relu else torch.ops.quantized.add
+        return add(q, h, scale, zero_point)
+
+    @staticmethod
+    def _shuffle(q: torch.Tensor, factor: int) -> torch.Tensor:
+        return torch.pixel_shuffle(q, factor)
+
+    @staticmethod
+    def _relu(q: torch.Tensor) -> torch.Tensor:
+        return torch.relu(q)
+
+
+def int8_decoder(decoder: nn.Sequential, activation_ranges: torch.Tensor) -> Int8Decoder | None:
+    """The int8 network of a float ``decoder`` trained for it, with its shipped activation
+    ranges; None where this torch has no x86 quantized engine (then the float decoder runs)."""
+    if torch.backends.quantized.engine not in ("x86", "fbgemm") or not hasattr(torch.ops.quantized, "conv2d_prepack"):
+        return None
+    with _quiet():
+        return Int8Decoder(decoder, activation_ranges)
