@@ -13,7 +13,13 @@ def fresh_cache():
     hardware.bf16_supported.cache_clear()
 
 
+def cpu_flags(monkeypatch, vnni: bool, amx: bool = False) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: vnni, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+
+
 def test_int8_products_are_chosen_only_when_faster_than_float32(fresh_cache, monkeypatch):
+    cpu_flags(monkeypatch, vnni=False)
     seconds = iter([1.0, 2.0, 2.0, 1.0])  # int8 then float32, twice
     threads = []
 
@@ -27,6 +33,13 @@ def test_int8_products_are_chosen_only_when_faster_than_float32(fresh_cache, mon
     hardware.int8_matmul_fast.cache_clear()
     assert hardware.int8_matmul_fast() is False
     assert threads == [1, 1, 1, 1] and torch.get_num_threads() == before  # timed as the prior runs
+
+
+@pytest.mark.parametrize("vnni, amx", [(True, False), (False, True)])
+def test_a_cpu_with_vnni_or_amx_takes_int8_without_a_benchmark(fresh_cache, monkeypatch, vnni, amx):
+    cpu_flags(monkeypatch, vnni, amx)
+    monkeypatch.setattr(hardware, "_best_seconds", lambda fn, repeats: pytest.fail("benchmarked"))
+    assert hardware.int8_matmul_fast() is True
 
 
 def test_no_int8_products_without_torch_int_mm(fresh_cache, monkeypatch):

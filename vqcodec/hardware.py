@@ -1,5 +1,6 @@
 """What the machine computes fast: native bfloat16 (AVX512-BF16 or AMX on a CPU, or a GPU), and
-int8 matrix products (VNNI or AMX); and the one thread the prior's small operations run on."""
+int8 matrix products and convolutions (VNNI or AMX); and the one thread the prior's small
+operations run on."""
 
 from __future__ import annotations
 
@@ -60,10 +61,15 @@ def int8_matmul_fast() -> bool:
     integer layers, so the choice changes speed and never a bit: a one-off micro-benchmark of
     the prior's shape (a few milliseconds where int8 is fast) decides, on one thread as the
     prior runs (on two, thread wake-ups made it pick float32 on a VNNI machine where int8 is 4x
-    faster per thread: q4's prior + range decode 0.170 s instead of 0.134).
+    faster per thread: q4's prior + range decode 0.170 s instead of 0.134). Where the CPU says it
+    has AVX512-VNNI or AMX, no benchmark: on a busy virtual machine a stall during the
+    benchmark's microseconds once picked float32 on such a CPU (vqcodec 0.19, side by side).
     """
     if not hasattr(torch, "_int_mm"):
         return False
+    flags = (getattr(torch.cpu, name, None) for name in ("_is_vnni_supported", "_is_amx_tile_supported"))
+    if any(flag() for flag in flags if flag is not None):
+        return True
     a = torch.randint(-128, 128, (256, 128), dtype=torch.int8)
     w = torch.randint(-127, 128, (128, 256), dtype=torch.int8)
     af, wf, bias = a.float(), w.float(), torch.zeros(256)
