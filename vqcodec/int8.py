@@ -175,18 +175,12 @@ def ranges_held(net: torch.fx.GraphModule) -> Iterator[None]:
 
 def float_weights(net: torch.fx.GraphModule, decoder: nn.Sequential) -> dict[str, torch.Tensor]:
     """The state dict of ``decoder``'s trained layout holding a prepared network's weights."""
-    state = dict(net.state_dict())
-    out = {}
-    for name, value in decoder.state_dict().items():
-        layer = name.split(".")[0]
-        if isinstance(decoder.get_submodule(layer), nn.ConvTranspose2d):
-            conv = net.get_submodule(f"{layer}.0")
-            folded = transposed(conv, decoder.get_submodule(layer))
-            out[name] = getattr(folded, name.split(".")[-1]).detach().clone()
-        else:
-            out[name] = state[name].detach().clone()
-        assert out[name].shape == value.shape, name
-    return out
+    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    for name, layer in decoder.named_children():
+        if isinstance(layer, nn.ConvTranspose2d):
+            folded = transposed(net.get_submodule(f"{name}.0"), layer)
+            state[f"{name}.weight"], state[f"{name}.bias"] = folded.weight.detach(), folded.bias.detach()
+    return {k: state[k] for k in decoder.state_dict()}
 
 
 def folded_state(cfg: VQVAEConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -243,7 +237,7 @@ class Int8Decoder(nn.Module):
         self.steps: list[tuple] = []  # (operation, arguments) in order
         fused = set()  # ReLU layers done by the operation before them
         for n, (name, layer) in enumerate(children[:-1]):
-            relu_next = isinstance(children[n + 1][1], nn.ReLU) and n + 1 < len(children) - 1
+            relu_next = isinstance(children[n + 1][1], nn.ReLU)
             if name in fused:
                 continue
             if isinstance(layer, ResBlock):

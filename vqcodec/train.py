@@ -264,9 +264,8 @@ class Run:
         codebook is itself a moving average; an int8 decoder's ranges too)."""
         if self.average is not None:
             for mine, theirs in zip(self.average.module.buffers(), self.model.buffers(), strict=True):
-                mine.resize_as_(theirs).copy_(
-                    theirs
-                )  # an observer's per-channel statistics appear once it has seen data
+                # resized: an observer's per-channel statistics appear once it has seen data
+                mine.resize_as_(theirs).copy_(theirs)
 
     @property
     def final(self) -> torch.nn.Module:
