@@ -65,7 +65,7 @@ def test_the_int8_decoder_computes_what_pytorch_converts_the_trained_network_to(
     """The hand-built int8 network (no tracing at load) against PyTorch's FX conversion of the
     fake-quantized network it was trained as: the same quantized operations on the same
     numbers; and both close to the float decoder."""
-    from torch.ao.quantization.quantize_fx import convert_fx
+    convert_fx = pytest.importorskip("torch.ao.quantization.quantize_fx").convert_fx
 
     decoder, codes = tiny_decoder(factor)
     if blocks:

@@ -42,12 +42,9 @@ def _quiet() -> Iterator[None]:
 
 
 def available() -> bool:
-    """Whether this torch has the FX quantization and the x86 engine the int8 decoder runs on."""
-    try:
-        from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx  # noqa: F401
-    except ImportError:
-        return False
-    return "x86" in torch.backends.quantized.supported_engines
+    """Whether this torch runs the int8 decoder: the x86 quantized engine and its convolutions."""
+    engine = torch.backends.quantized.engine in ("x86", "fbgemm")
+    return engine and hasattr(torch.ops.quantized, "conv2d_prepack")
 
 
 def quantizable(decoder: nn.Sequential) -> nn.Sequential:
@@ -237,9 +234,9 @@ class Int8Decoder(nn.Module):
         self.steps: list[tuple] = []  # (operation, arguments) in order
         fused = set()  # ReLU layers done by the operation before them
         for n, (name, layer) in enumerate(children[:-1]):
-            relu_next = isinstance(children[n + 1][1], nn.ReLU)
             if name in fused:
                 continue
+            relu_next = isinstance(children[n + 1][1], nn.ReLU)
             if isinstance(layer, ResBlock):
                 convs = [(packed(conv), *qparams[f"{name}.{part}"]) for part, conv in layer.named_children()]
                 self.steps.append(("block", (*convs, *qparams[f"{name}.add"], relu_next)))
@@ -284,7 +281,7 @@ class Int8Decoder(nn.Module):
 def int8_decoder(decoder: nn.Sequential, activation_ranges: torch.Tensor) -> Int8Decoder | None:
     """The int8 network of a float ``decoder`` trained for it, with its shipped activation
     ranges; None where this torch has no x86 quantized engine (then the float decoder runs)."""
-    if torch.backends.quantized.engine not in ("x86", "fbgemm") or not hasattr(torch.ops.quantized, "conv2d_prepack"):
+    if not available():
         return None
     with _quiet():
         return Int8Decoder(decoder, activation_ranges)
