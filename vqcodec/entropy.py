@@ -28,6 +28,7 @@ import constriction
 import numpy as np
 import torch
 
+from vqcodec import kernels
 from vqcodec.errors import BitstreamError
 from vqcodec.hardware import one_thread
 from vqcodec.models.prior import LOGIT_BITS, IntegerPrior, causal_offsets
@@ -61,27 +62,15 @@ def frequencies(logits: torch.Tensor | np.ndarray) -> np.ndarray:
     f = 1 + (w * floor((2**24 - K) * 2**32 / sum(w))) >> 32, and the few units that rounding
     leaves over go to the (first) most likely symbol.
     """
-    return excess_frequencies(logits) + 1
+    return coder_weights(logits).astype(np.int64) + 1
 
 
-def coder_weights(logits: torch.Tensor) -> np.ndarray:
-    """The float64 weights handed to constriction so that it codes exactly ``frequencies``."""
-    return excess_frequencies(logits).astype(np.float64)
-
-
-def excess_frequencies(logits: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``frequencies`` - 1, computed in place: the decoder's loop runs this once per wavefront.
-    numpy, on the CPU: these small integer operations cost less there than anywhere else, and
-    constriction reads numpy arrays."""
+def coder_weights(logits: torch.Tensor | np.ndarray) -> np.ndarray:
+    """The float64 weights handed to constriction so that it codes exactly ``frequencies``: each
+    table less one. One compiled pass (vqcodec.kernels): the decoder's loop runs this once per
+    wavefront."""
     logits = logits.cpu().numpy() if isinstance(logits, torch.Tensor) else logits
-    distance = logits.max(1, keepdims=True) - logits
-    # int64 indices, so that take does not convert them; "clip" caps the distance at the table's last entry (0)
-    w = exp_table().take(distance.astype(np.int64), mode="clip")
-    k = logits.shape[1]
-    w *= ((TOTAL - k) << RECIPROCAL_BITS) // w.sum(1, keepdims=True)
-    w >>= RECIPROCAL_BITS
-    w[np.arange(len(w)), logits.argmax(1)] += TOTAL - k - w.sum(1)  # the first largest logit
-    return w
+    return kernels.coder_weights(np.ascontiguousarray(logits), exp_table(), TOTAL, RECIPROCAL_BITS)
 
 
 def tile_count(length: int, size: int | None) -> int:

@@ -23,10 +23,12 @@ import math
 import warnings
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqcodec import kernels
 from vqcodec.hardware import int8_matmul_fast
 
 ACT_BITS = 5  # activations are integers 0..255 at scale 2**-5
@@ -34,6 +36,7 @@ ACT_MAX = 255
 TABLE_BITS = 12  # first-layer table entries at scale 2**-12
 WEIGHT_MAX = 127
 LOGIT_BITS = 4  # logits at scale 2**-4 nats
+INT32_RANGE = (-(2**31), 2**31 - 1)
 
 
 @dataclass
@@ -238,7 +241,7 @@ class IntegerPrior:
         self.device = torch.device(device)
         t = {name: v.to(self.device, torch.int64) for name, v in tensors.items()}
         n_off = len(causal_offsets(cfg.radius))
-        first_shift = TABLE_BITS - ACT_BITS
+        first_shift = self._first_shift = TABLE_BITS - ACT_BITS
         # the first layer: table, bias + rounding half (and that bias less 128 << shift, for the int8
         # path's activations shifted by -128), and its scale 2**-shift: a Python number, so that the
         # bias add and the rescaling are one exact torch.add, bias * s + s * sums
@@ -262,7 +265,7 @@ class IntegerPrior:
         shifted = [(w, b + 128 * w.sum(0) - (128 << k) * h, k) for (w, b, k), h in zip(integer, hidden, strict=True)]
         fits = all(int(b.abs().max()) + 128 * WEIGHT_MAX * w.shape[0] < 2**31 for w, b, _ in shifted)
         if self.device.type == "cpu" and fits and int8_matmul_fast():
-            self._int8 = [(w.to(torch.int8), b.to(torch.int32), shift.to(torch.int32)) for w, b, shift in shifted]
+            self._int8 = [(w.to(torch.int8), b.numpy(), shift.numpy()) for w, b, shift in shifted]
         bound = int(t["table"].abs().amax()) * n_off + max(int(b.abs().amax()) for b in self._first[1:])
         for w, b, _ in self._layers:
             bound = max(bound, WEIGHT_MAX * ACT_MAX * w.shape[0] + int(b.abs().amax()))
@@ -273,6 +276,24 @@ class IntegerPrior:
         self.order = t.get("order", torch.arange(cfg.codebook_size, device=self.device))  # place -> code
         self.place = torch.argsort(self.order)  # code -> place
         self._cache: dict = {}
+        if self.device.type == "cpu":
+            self._kernel = self._kernel_operands(integer)
+
+    def _kernel_operands(self, integer: list[tuple[torch.Tensor, ...]]) -> dict[str, tuple[np.ndarray, ...]]:
+        """What the CPU's compiled loops (vqcodec.kernels) take: the first layer's table (in 16
+        bits where it fits: half the memory traffic) and biases (int32 where its sums fit, the
+        accumulator's type), and with groups the output layer by group, (G, hidden, K / G)."""
+        table, *biases = self._first
+        sums = int(table.abs().amax()) * table.shape[0] // (self.cfg.codebook_size + 1)
+        acc = np.int32 if sums + max(int(b.abs().amax()) for b in biases) < 2**31 else np.int64
+        small = torch.int16 if int(table.abs().amax()) < 2**15 else torch.int32
+        out = {"first": (table.to(small).numpy(), *(b.numpy().astype(acc) for b in biases))}
+        if self.cfg.groups > 1:
+            w, b, shift = self._int8[self.cfg.layers] if self._int8 is not None else integer[self.cfg.layers]
+            g, m = self.cfg.groups, self.cfg.members
+            weights = w.view(-1, g, m).permute(1, 0, 2).to(torch.int8).contiguous().numpy()
+            out["members"] = (weights, np.asarray(b).reshape(g, m), np.asarray(shift).reshape(g, m))
+        return out
 
     @staticmethod
     def export(model: PixelCNNPrior) -> dict[str, torch.Tensor]:
@@ -317,24 +338,47 @@ class IntegerPrior:
     def features(self, ctx: torch.Tensor) -> torch.Tensor:
         """Causal-window indices (N, n_offsets) -> last hidden activations (N, hidden): integers
         0..255 in the exact float type, or as int8 shifted by -128 where the products are int8.
-        In-place operations: the decoder runs this once per wavefront on a few dozen rows, where
-        each operation's fixed cost dominates."""
-        (table, bias, bias_int8), layers = self._tensors(self._exact_dtype())
+        The decoder runs this once per wavefront on a few dozen rows, where each operation's
+        fixed cost dominates: on the CPU the first layer is one compiled pass, and so is each int8
+        layer's rescaling."""
+        return self._compiled_features(ctx) if self.device.type == "cpu" else self._tensor_features(ctx)
+
+    def _tensor_features(self, ctx: torch.Tensor) -> torch.Tensor:
+        """``features`` in torch operations, on any device (in the exact float type)."""
+        (table, bias, _), layers = self._tensors(self._exact_dtype())
         sums = F.embedding_bag(ctx + self.offsets, table, mode="sum")
-        if self._int8 is not None:
-            a = torch.add(bias_int8, sums, alpha=self._first_scale).floor_().clamp_(-128, 127).to(torch.int8)
-            for w, b, shift in self._int8[: self.cfg.layers]:
-                a = torch._int_mm(a, w).add_(b).bitwise_right_shift_(shift).clamp_(-128, 127).to(torch.int8)
-            return a
         a = torch.add(bias, sums, alpha=self._first_scale).floor_().clamp_(0, ACT_MAX)
         for w, b, scale in layers[: self.cfg.layers]:
             a = torch.addmm(b, a, w).mul_(scale).floor_().clamp_(0, ACT_MAX)
         return a
 
+    def _compiled_features(self, ctx: torch.Tensor) -> torch.Tensor:
+        """``features`` on the CPU: the first layer (and int8 layers' rescaling) compiled."""
+        table, bias, bias_int8 = self._kernel["first"]
+        windows = np.ascontiguousarray(ctx.numpy())
+        rows = self.cfg.codebook_size + 1
+        if self._int8 is not None:
+            out = np.empty((len(windows), self.cfg.hidden), np.int8)
+            a = kernels.first_layer(windows, rows, table, bias_int8, self._first_shift, -128, 127, out)
+            for n in range(self.cfg.layers):
+                a = self._int8_layer(a, n, -128, 127, np.int8)
+            return torch.from_numpy(a)
+        out = torch.empty(len(windows), self.cfg.hidden, dtype=self._exact_dtype())
+        kernels.first_layer(windows, rows, table, bias, self._first_shift, 0, ACT_MAX, out.numpy())
+        for w, b, scale in self._tensors(out.dtype)[1][: self.cfg.layers]:
+            out = torch.addmm(b, out, w).mul_(scale).floor_().clamp_(0, ACT_MAX)
+        return out
+
+    def _int8_layer(self, a: np.ndarray, layer: int, low: int, high: int, dtype: type) -> np.ndarray:
+        """An int8 layer: exact int32 products (VNNI/AMX), then (sums + bias) >> shift clamped to
+        low..high in one compiled pass."""
+        w, b, shift = self._int8[layer]
+        sums = torch._int_mm(torch.from_numpy(a), w).numpy()
+        return kernels.requantize(sums, b, shift, low, high, np.empty(sums.shape, dtype))
+
     def _output(self, a: torch.Tensor, layer: int) -> torch.Tensor:
         if self._int8 is not None:
-            w, b, shift = self._int8[layer]
-            return torch._int_mm(a, w).add_(b).bitwise_right_shift_(shift)
+            return torch.from_numpy(self._int8_layer(a.numpy(), layer, *INT32_RANGE, np.int32))
         w, b, scale = self._tensors(a.dtype)[1][layer]
         return torch.addmm(b, a, w).mul_(scale).floor_().to(torch.int32)
 
@@ -349,12 +393,17 @@ class IntegerPrior:
 
     def member_logits(self, a: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         """Hidden activations (N, hidden) and each index's group (N,) -> int32 logits (N, K / G)
-        of its member: the output layer's logits of that group's members, and only those.
+        of its member: the output layer's logits of that group's members, and only those (a
+        G-th of the whole layer's work), each the same exact integer sum as in the whole layer.
+        On the CPU one compiled loop; elsewhere a sparse product."""
+        if self.device.type == "cpu":
+            return torch.from_numpy(kernels.member_logits(a.numpy(), groups.numpy(), *self._kernel["members"]))
+        return self._sparse_member_logits(a, groups)
 
-        Row n of a sparse (N, G * hidden) matrix holds a_n in the block of its group, so one
-        sparse product with the layer's weights stacked by group, (G * hidden, K / G), does a G-th
-        of the whole layer's work without copying any weights; each logit is the same exact
-        integer sum as in the whole layer."""
+    def _sparse_member_logits(self, a: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        """``member_logits`` in torch operations: row n of a sparse (N, G * hidden) matrix holds
+        a_n in the block of its group, so one sparse product with the layer's weights stacked by
+        group, (G * hidden, K / G), computes only the groups' members without copying any weights."""
         dtype = self._exact_dtype()
         w, b, scale = self._members(dtype)
         hidden = w.shape[0] // self.cfg.groups

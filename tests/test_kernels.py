@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import torch
+
+from vqcodec import kernels
+from vqcodec.models.prior import IntegerPrior, PriorConfig, causal_offsets
+
+from .conftest import tiny_prior
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.float32])
+@pytest.mark.parametrize("table_type, acc_type", [(np.int16, np.int32), (np.int32, np.int64)])
+@pytest.mark.parametrize("n_off", [3, 9])
+def test_first_layer_is_the_sum_of_table_rows_shifted_and_clamped(dtype, table_type, acc_type, n_off):
+    rng = np.random.default_rng(n_off)
+    rows, hidden = 9, 12
+    table = rng.integers(-3000, 3000, (n_off * rows, hidden)).astype(table_type)
+    windows = rng.integers(0, rows, (23, n_off)).astype(np.int64)
+    bias = rng.integers(-500, 500, hidden).astype(acc_type)
+    low, high = (-128, 127) if dtype == np.int8 else (0, 255)
+    out = kernels.first_layer(windows, rows, table, bias, 4, low, high, np.empty((23, hidden), dtype))
+    sums = table[windows + np.arange(n_off) * rows].astype(np.int64).sum(1) + bias
+    expected = np.clip(sums >> 4, low, high)  # >> floors negative sums too
+    assert out.dtype == dtype and np.array_equal(out, expected.astype(dtype))
+    assert (sums >> 4).min() < low and (sums >> 4).max() > high  # the clamp was exercised
+
+
+@pytest.mark.parametrize("low, high, dtype", [(-128, 127, np.int8), (-(2**31), 2**31 - 1, np.int32)])
+def test_requantize_is_a_per_channel_floor_shift_and_clamp(low, high, dtype):
+    rng = np.random.default_rng(2)
+    acc = rng.integers(-(2**20), 2**20, (17, 6)).astype(np.int32)
+    acc[0] = [2**31 - 1, -(2**31), 0, -1, 1, 7]
+    bias = rng.integers(-(2**12), 2**12, 6).astype(np.int64)
+    shift = np.array([0, 3, 7, 9, 12, 1], np.int64)
+    out = kernels.requantize(acc, bias, shift, low, high, np.empty(acc.shape, dtype))
+    expected = np.clip((acc.astype(np.int64) + bias) >> shift, low, high).astype(dtype)
+    assert np.array_equal(out, expected)
+
+
+@pytest.mark.parametrize("int8", [False, True])
+@pytest.mark.parametrize("batch", [1, 40])
+def test_compiled_features_equal_the_tensor_path(int8, batch, monkeypatch):
+    """The CPU's compiled first layer computes what the torch operations (the path of other
+    devices) compute, with and without the int8 matrix products."""
+    cfg = PriorConfig(codebook_size=30, radius=2, hidden=16, layers=2)
+    monkeypatch.setattr("vqcodec.models.prior.int8_matmul_fast", lambda: int8)
+    prior = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=5, scale=4.0)))
+    assert (prior._int8 is not None) == int8
+    ctx = torch.randint(0, 31, (batch, len(causal_offsets(2))), generator=torch.Generator().manual_seed(batch))
+    with torch.inference_mode():
+        compiled, tensor = prior.features(ctx), prior._tensor_features(ctx)
+    compiled = compiled.to(torch.int64) + 128 if int8 else compiled.to(torch.int64)
+    assert torch.equal(compiled, tensor.to(torch.int64))
+    assert 0 < int(tensor.float().mean()) < 255
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_compiled_member_logits_equal_the_sparse_product(int8, monkeypatch):
+    cfg = PriorConfig(codebook_size=32, radius=1, hidden=16, layers=1, groups=4)
+    monkeypatch.setattr("vqcodec.models.prior.int8_matmul_fast", lambda: int8)
+    prior = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=6, scale=4.0)))
+    gen = torch.Generator().manual_seed(7)
+    ctx = torch.randint(0, 33, (50, len(causal_offsets(1))), generator=gen)
+    groups = torch.randint(0, 4, (50,), generator=gen)
+    with torch.inference_mode():
+        a = prior.features(ctx)
+        compiled = prior.member_logits(a, groups)
+        assert torch.equal(compiled, prior._sparse_member_logits(a, groups))
+    assert compiled.dtype == torch.int32 and compiled.shape == (50, 8) and compiled.abs().max() > 16
