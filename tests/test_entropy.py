@@ -1,3 +1,5 @@
+import time
+
 import constriction
 import numpy as np
 import pytest
@@ -92,11 +94,37 @@ def test_payload_matches_cross_entropy(groups):
 
 
 @pytest.mark.parametrize("groups", [1, 4])
-def test_encoder_grouping_does_not_change_the_bitstream(groups):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_encoder_grouping_and_threads_do_not_change_the_bitstream(groups, threads):
+    """The encoder's threads compute the tables of different wavefront groups side by side; the
+    bytes are the same however they are grouped and however many threads there are."""
     prior = make_prior(2.0, k=32, radius=2, groups=groups)
     idx = torch.randint(0, 32, (21, 30), generator=torch.Generator().manual_seed(5))
-    streams = {entropy.encode_grid(prior, idx, group=g) for g in (None, 1, 3, 64, 10_000)}
-    assert len(streams) == 1
+    reference = entropy.encode_grid(prior, idx, group=10_000)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        streams = {entropy.encode_grid(prior, idx, group=g) for g in (None, 1, 3, 64)}
+    finally:
+        torch.set_num_threads(before)
+    assert streams == {reference}
+
+
+def test_in_order_yields_in_order_with_bounded_results_in_flight():
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = []
+
+    def slow_first(n: int) -> int:
+        started.append(n)
+        if n == 0:
+            time.sleep(0.05)
+        return n * n
+
+    with ThreadPoolExecutor(3) as pool:
+        results = entropy.in_order(pool, slow_first, range(10), ahead=4)
+        assert next(results) == 0 and len(started) <= 4
+        assert list(results) == [n * n for n in range(1, 10)]
 
 
 def test_the_encoder_calls_the_prior_on_about_a_fixed_number_of_table_entries():

@@ -20,7 +20,9 @@ same numbers whatever the batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import ROUND_HALF_EVEN, Decimal, getcontext
 from functools import lru_cache
 
@@ -176,13 +178,20 @@ def encode_grid(
     ctx.put(pos, codes)
     encoder = constriction.stream.queue.RangeEncoder()
     model = constriction.stream.model.Categorical(perfect=False)
-    with one_thread(), torch.inference_mode():
-        for first in range(0, len(waves), group):
-            s = waves.span(first, first + group)
-            parts = [
-                (coder_weights(logits), symbols.cpu().numpy().astype(np.int32))
-                for logits, symbols in coded_symbols(prior, ctx.windows(pos[s]), codes[s])
-            ]
+
+    def tables(first: int) -> tuple[slice, list[tuple[np.ndarray, np.ndarray]]]:
+        """The coder's weights and symbols of wavefronts first..first+group-1."""
+        s = waves.span(first, first + group)
+        with torch.inference_mode():
+            coded = coded_symbols(prior, ctx.windows(pos[s]), codes[s])
+            return s, [(coder_weights(logits), symbols.cpu().numpy().astype(np.int32)) for logits, symbols in coded]
+
+    # the tables need no order: the CPU's threads compute them side by side (the compiled loops and
+    # torch's products release the GIL) while this thread codes them in order
+    workers = torch.get_num_threads() if prior.device.type == "cpu" else 1
+    with one_thread(), ThreadPoolExecutor(workers) as pool:
+        firsts = range(0, len(waves), group)
+        for first, (s, parts) in zip(firsts, in_order(pool, tables, firsts, ahead=2 * workers), strict=True):
             # one wavefront at a time, each of its symbols in turn (format version 3: the groups,
             # then the members), the order in which the decoder needs them
             for t in range(first, min(first + group, len(waves))):
@@ -190,6 +199,18 @@ def encode_grid(
                 for weights, symbols in parts:
                     encoder.encode(symbols[w], model, weights[w])
     return encoder.get_compressed().tobytes()
+
+
+def in_order(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: int) -> Iterator:
+    """fn(item) for each item, computed by ``pool``, yielded in order, with at most ``ahead``
+    results held at once (memory stays bounded whatever the image size)."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def waves_per_call(prior: IntegerPrior, positions_per_wave: float) -> int:
