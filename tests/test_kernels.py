@@ -1,8 +1,9 @@
+import constriction
 import numpy as np
 import pytest
 import torch
 
-from vqcodec import kernels
+from vqcodec import entropy, kernels
 from vqcodec.models.prior import IntegerPrior, PriorConfig, causal_offsets
 
 from .conftest import tiny_prior
@@ -67,3 +68,41 @@ def test_compiled_member_logits_equal_the_sparse_product(int8, monkeypatch):
         compiled = prior.member_logits(a, groups)
         assert torch.equal(compiled, prior._sparse_member_logits(a, groups))
     assert compiled.dtype == torch.int32 and compiled.shape == (50, 8) and compiled.abs().max() > 16
+
+
+def constriction_stream(tables: list[np.ndarray], symbols: list[np.ndarray]) -> np.ndarray:
+    encoder = constriction.stream.queue.RangeEncoder()
+    model = constriction.stream.model.Categorical(perfect=False)
+    for logits, coded in zip(tables, symbols, strict=True):
+        encoder.encode(coded.astype(np.int32), model, entropy.coder_weights(logits))
+    return encoder.get_compressed()
+
+
+def decode(tables: list[np.ndarray], words: np.ndarray) -> list[np.ndarray]:
+    state = kernels.range_decoder(words)
+    args = (entropy.exp_table(), entropy.FREQ_BITS, entropy.RECIPROCAL_BITS, words, state)
+    return [kernels.decode_symbols(logits, *args) for logits in tables]
+
+
+@pytest.mark.parametrize("k", [2, 37, 512])
+@pytest.mark.parametrize("spread", [1.0, 40.0, 4000.0])
+def test_the_compiled_range_decoder_reads_constrictions_streams(k, spread):
+    """decode_symbols is constriction's queue range decoder with the format's frequency tables:
+    it decodes what constriction encoded, symbol for symbol, across calls of any size (the
+    likeliest and the unlikeliest symbols, near-uniform and near-certain tables)."""
+    rng = np.random.default_rng(k)
+    tables = [(rng.standard_normal((n, k)) * spread).astype(np.int32) for n in (1, 7, 300, 2)]
+    symbols = [rng.integers(0, k, len(t)) for t in tables]
+    symbols[2][:50] = tables[2][:50].argmax(1)
+    symbols[2][50:100] = tables[2][50:100].argmin(1)
+    decoded = decode(tables, constriction_stream(tables, symbols))
+    assert all(np.array_equal(d, s) for d, s in zip(decoded, symbols, strict=True))
+
+
+def test_the_compiled_range_decoder_refuses_data_no_encoder_wrote():
+    tables = [np.array([[0, 0, 2000, 0]] * 4, np.int32)]  # symbol 2 is near certain
+    words = constriction_stream(tables, [np.array([2, 2, 2, 2])])
+    assert len(words) == 1 and decode(tables, words)[0].tolist() == [2, 2, 2, 2]
+    with pytest.raises(ValueError, match="invalid data"):
+        decode(tables * 30, np.full(2, 2**32 - 1, np.uint32))
+    assert kernels.range_decoder(np.zeros(0, np.uint32))[2] == 0  # no words: the point is 0

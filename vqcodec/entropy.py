@@ -249,25 +249,29 @@ def decode_grid(
     waves = Wavefronts(height, width, prior.cfg.radius, stripe_rows, tile_cols)
     ctx = GridContext(height, width, prior, stripe_rows, tile_cols)
     pos = ctx.positions(waves.rows, waves.cols)
-    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype=np.uint32).copy())
-    model = constriction.stream.model.Categorical(perfect=False)
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    state = kernels.range_decoder(words)
 
-    def decode(weights: np.ndarray, t: int) -> torch.Tensor:
+    def decode(logits: torch.Tensor, t: int) -> torch.Tensor:
+        """The symbols coded under ``logits``' tables (constriction's range decoder, compiled
+        together with the tables: vqcodec.kernels.decode_symbols)."""
         try:
-            symbols = decoder.decode(model, weights)
-        except Exception as e:  # constriction reports invalid data as AssertionError or ValueError
+            symbols = kernels.decode_symbols(
+                np.ascontiguousarray(logits.cpu().numpy()), exp_table(), FREQ_BITS, RECIPROCAL_BITS, words, state
+            )
+        except ValueError as e:
             raise BitstreamError(f"corrupt payload: the range decoder failed at wavefront {t} ({e})") from e
-        return torch.from_numpy(symbols.astype(np.int64)).to(prior.device)
+        return torch.from_numpy(symbols).to(prior.device)
 
     with one_thread(), torch.inference_mode():
         for t in range(len(waves)):
             p = pos[waves.span(t, t + 1)]
             if prior.cfg.groups == 1:
-                ctx.put(p, decode(coder_weights(prior.logits(ctx.windows(p))), t))
+                ctx.put(p, decode(prior.logits(ctx.windows(p)), t))
                 continue
             a = prior.features(ctx.windows(p))
-            g = decode(coder_weights(prior.group_logits(a)), t)
-            ctx.put(p, prior.join(g, decode(coder_weights(prior.member_logits(a, g)), t)))
+            g = decode(prior.group_logits(a), t)
+            ctx.put(p, prior.join(g, decode(prior.member_logits(a, g), t)))
     return ctx.indices.clone()
 
 

@@ -20,36 +20,42 @@ _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 
 @_jit
+def excess_frequencies(row: np.ndarray, lut: np.ndarray, total: int, reciprocal_bits: int, w: np.ndarray) -> None:
+    """One row of integer logits (K,) -> its frequency table less one (see
+    ``entropy.frequencies``), written to ``w`` (K,) int64: lut[top - logit] (the distance capped
+    at the table's last entry), scaled by floor((total - K) * 2**bits / sum), shifted right by
+    ``bits``, and what rounding left over added at the first largest logit."""
+    k, last = len(row), len(lut) - 1
+    top = row[0]
+    for j in range(1, k):
+        top = max(top, row[j])
+    s = 0
+    for j in range(k):
+        v = lut[min(np.int64(top) - np.int64(row[j]), last)]
+        w[j] = v
+        s += v
+    scale = ((total - k) << reciprocal_bits) // s
+    kept = 0
+    for j in range(k):
+        v = (w[j] * scale) >> reciprocal_bits
+        w[j] = v
+        kept += v
+    for j in range(k):
+        if row[j] == top:
+            w[j] += total - k - kept
+            return
+
+
+@_jit
 def coder_weights(logits: np.ndarray, lut: np.ndarray, total: int, reciprocal_bits: int) -> np.ndarray:
-    """Integer logits (N, K) -> float64 (N, K): each row's frequency table less one (see
-    ``entropy.frequencies``): w = lut[top - logit] (the distance capped at the table's last
-    entry), scaled by floor((total - K) * 2**bits / sum(w)), shifted right by ``bits``, and what
-    rounding left over added to the first largest logit."""
+    """Integer logits (N, K) -> float64 (N, K): each row's ``excess_frequencies``, the weights
+    that make constriction's encoder code exactly the frequency tables."""
     n, k = logits.shape
     out = np.empty((n, k), np.float64)
-    last = len(lut) - 1
     w = np.empty(k, np.int64)
     for r in range(n):
-        row = logits[r]
-        top = row[0]
-        for j in range(1, k):
-            top = max(top, row[j])
-        s = 0
-        for j in range(k):
-            v = lut[min(np.int64(top) - np.int64(row[j]), last)]
-            w[j] = v
-            s += v
-        scale = ((total - k) << reciprocal_bits) // s
-        kept = 0
-        o = out[r]
-        for j in range(k):
-            v = (w[j] * scale) >> reciprocal_bits
-            o[j] = v
-            kept += v
-        for j in range(k):
-            if row[j] == top:
-                o[j] += total - k - kept
-                break
+        excess_frequencies(logits[r], lut, total, reciprocal_bits, w)
+        out[r] = w
     return out
 
 
@@ -121,4 +127,51 @@ def requantize(
     for r in range(n):
         for j in range(c):
             out[r, j] = min(max((np.int64(acc[r, j]) + bias[j]) >> shift[j], low), high)
+    return out
+
+
+def range_decoder(words: np.ndarray) -> np.ndarray:
+    """The state of a range decoder of 32-bit ``words``, as constriction's queue RangeDecoder
+    (32-bit words, 64-bit state) starts it: lower 0, range 2**64 - 1, the point read from the
+    first two words; and the position of the next word. uint64 (4,)."""
+    point = 0
+    for n in range(2):
+        point = (point << 32) | (int(words[n]) if n < len(words) else 0)
+    return np.array([0, 2**64 - 1, point, min(2, len(words))], np.uint64)
+
+
+@_jit
+def decode_symbols(
+    logits: np.ndarray, lut: np.ndarray, total_bits: int, reciprocal_bits: int, words: np.ndarray, state: np.ndarray
+) -> np.ndarray:
+    """Decode one symbol per row of integer logits (N, K), each under the frequency table that
+    ``entropy.frequencies`` computes from its row, advancing the range decoder ``state``
+    (``range_decoder``) over ``words``: constriction's queue RangeDecoder, step for step, with
+    the tables computed in place (not as float64 weights that constriction converts back).
+    Raises ValueError on data no encoder wrote."""
+    n, k = logits.shape
+    total = 1 << total_bits
+    out = np.empty(n, np.int64)
+    w = np.empty(k, np.int64)
+    lower, size, point, pos = state[0], state[1], state[2], state[3]
+    word_bits = np.uint64(32)
+    for r in range(n):
+        excess_frequencies(logits[r], lut, total, reciprocal_bits, w)
+        step = size >> np.uint64(total_bits)
+        quantile = (point - lower) // step
+        if quantile >= np.uint64(total):
+            raise ValueError("invalid data")
+        target, cumulative, symbol = np.int64(quantile), 0, 0
+        while cumulative + w[symbol] + 1 <= target:
+            cumulative += w[symbol] + 1
+            symbol += 1
+        out[r] = symbol
+        lower = lower + step * np.uint64(cumulative)
+        size = step * np.uint64(w[symbol] + 1)
+        if size < (np.uint64(1) << word_bits):
+            lower, size, point = lower << word_bits, size << word_bits, point << word_bits
+            if pos < np.uint64(len(words)):
+                point = point | np.uint64(words[np.int64(pos)])
+                pos += np.uint64(1)
+    state[0], state[1], state[2], state[3] = lower, size, point, pos
     return out
