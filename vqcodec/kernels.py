@@ -99,16 +99,16 @@ def member_logits(
     a: np.ndarray, groups: np.ndarray, weights: np.ndarray, bias: np.ndarray, shift: np.ndarray
 ) -> np.ndarray:
     """The output layer of a prior with groups, for each row's own group only: activations
-    (N, hidden), groups (N,), weights (G, hidden, M), bias and shift (G, M) -> int32 (N, M),
-    (a @ weights[g] + bias[g]) >> shift[g]."""
+    (N, hidden), groups (N,), weights (G, hidden, M), bias (whose dtype is the accumulator's) and
+    shift (G, M) -> int32 (N, M), (a @ weights[g] + bias[g]) >> shift[g]."""
     m = weights.shape[2]
     out = np.empty((a.shape[0], m), np.int32)
-    acc = np.empty(m, np.int64)
+    acc = np.empty(m, bias.dtype)
     for n in range(a.shape[0]):
         g = groups[n]
         acc[:] = bias[g]
         for h in range(a.shape[1]):
-            x = np.int64(a[n, h])
+            x = bias.dtype.type(a[n, h])
             w = weights[g, h]
             for j in range(m):
                 acc[j] += x * w[j]

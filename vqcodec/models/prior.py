@@ -292,7 +292,9 @@ class IntegerPrior:
             w, b, shift = self._int8[self.cfg.layers] if self._int8 is not None else integer[self.cfg.layers]
             g, m = self.cfg.groups, self.cfg.members
             weights = w.view(-1, g, m).permute(1, 0, 2).to(torch.int8).contiguous().numpy()
-            out["members"] = (weights, np.asarray(b).reshape(g, m), np.asarray(shift).reshape(g, m))
+            b = np.asarray(b)
+            acc = np.int32 if ACT_MAX * WEIGHT_MAX * w.shape[0] + int(np.abs(b).max()) < 2**31 else np.int64
+            out["members"] = (weights, b.astype(acc).reshape(g, m), np.asarray(shift).reshape(g, m))
         return out
 
     @staticmethod
