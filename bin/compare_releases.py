@@ -7,8 +7,9 @@ The other release's package is copied under the name ``vqcodec_other`` (its impo
 and loaded beside this one, so both run on the same images, interleaved, on one machine state:
 on a shared machine whose speed drifts between runs, only such a comparison says what a change
 bought. Times the stages that decoding runs (prior + range decode of the same payload, decoder
-network, the whole decompress of each release's own file), checks that both decode the same
-indices and reports the largest pixel difference. Medians.
+network, the whole decompress of each release's own file) and encoding runs (prior + range encode
+of the same indices, the whole compress), checks that both decode the same indices and write the
+same bytes for them, and reports the largest pixel difference. Medians.
 """
 
 from __future__ import annotations
@@ -67,11 +68,11 @@ def main() -> None:
         for img in images:
             idx = this.analyze(img)
             payload = entropy.encode_grid(this.prior, idx, stripe_rows=this.stripe_rows)
-            cases.append((idx, payload, {tag: codec.compress(img) for tag, codec in codecs.items()}))
+            cases.append((img, idx, payload, {tag: codec.compress(img) for tag, codec in codecs.items()}))
         times: dict[str, list[float]] = {}
         worst = 0
         for run in range(args.runs):
-            for idx, payload, files in cases:
+            for img, idx, payload, files in cases:
                 decoded = {}
                 order = list(codecs.items())[:: 1 if run % 2 else -1]  # who goes first alternates
                 for tag, codec in order:
@@ -86,12 +87,20 @@ def main() -> None:
                     start = time.perf_counter()
                     codec.decompress(files[tag])
                     times.setdefault(f"{tag}: decompress", []).append(time.perf_counter() - start)
+                    start = time.perf_counter()
+                    data = modules[tag].encode_grid(codec.prior, idx, stripe_rows=codec.stripe_rows)
+                    times.setdefault(f"{tag}: prior + range encode", []).append(time.perf_counter() - start)
+                    if data != payload:
+                        raise SystemExit(f"{tag} encodes other bytes")
+                    start = time.perf_counter()
+                    codec.compress(img)
+                    times.setdefault(f"{tag}: compress", []).append(time.perf_counter() - start)
                 worst = max(worst, int((decoded["this"] - decoded["other"]).abs().max()))
     print(
         f"vqcodec {other.__version__} (other) against {vqcodec.__version__} (this), q{args.quality}, "
         f"{torch.get_num_threads()} threads, {len(images)} images x {args.runs} runs, medians (s):"
     )
-    for key in ("prior + range decode", "decoder network", "decompress"):
+    for key in ("prior + range decode", "decoder network", "decompress", "prior + range encode", "compress"):
         a, b = (statistics.median(times[f"{tag}: {key}"]) for tag in ("other", "this"))
         print(f"  {key:<22} {a:.4f} -> {b:.4f} ({b / a - 1:+.1%})")
     print(f"same indices; pixels differ by at most {worst} level(s)")
