@@ -22,6 +22,11 @@ def make_prior(scale: float, seed: int = 0, k: int = 16, radius: int = 1, groups
     return IntegerPrior(cfg, IntegerPrior.export(prior))
 
 
+def constriction_weights(logits: torch.Tensor) -> np.ndarray:
+    """The weights with which constriction's own coder codes exactly the format's tables."""
+    return (entropy.frequencies(logits) - 1).astype(np.float64)
+
+
 def test_exp_table_is_fixed():
     lut = entropy.exp_table()
     assert lut[0] == 65536 and lut[-1] == 0 and np.all(lut[:-1] > 0)
@@ -279,6 +284,6 @@ def test_groups_code_each_wavefront_as_groups_then_members():
         s = waves.span(t, t + 1)
         place = torch.argsort(prior.order)[idx[waves.rows[s], waves.cols[s]]]
         a = prior.features(ctx.windows(pos[s]))
-        encoder.encode((place // 4).int().numpy(), model, entropy.coder_weights(prior.group_logits(a)))
-        encoder.encode((place % 4).int().numpy(), model, entropy.coder_weights(prior.member_logits(a, place // 4)))
+        encoder.encode((place // 4).int().numpy(), model, constriction_weights(prior.group_logits(a)))
+        encoder.encode((place % 4).int().numpy(), model, constriction_weights(prior.member_logits(a, place // 4)))
     assert entropy.encode_grid(prior, idx) == encoder.get_compressed().tobytes()

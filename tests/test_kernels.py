@@ -74,7 +74,7 @@ def constriction_stream(tables: list[np.ndarray], symbols: list[np.ndarray]) -> 
     encoder = constriction.stream.queue.RangeEncoder()
     model = constriction.stream.model.Categorical(perfect=False)
     for logits, coded in zip(tables, symbols, strict=True):
-        encoder.encode(coded.astype(np.int32), model, entropy.coder_weights(logits))
+        encoder.encode(coded.astype(np.int32), model, (entropy.frequencies(logits) - 1).astype(np.float64))
     return encoder.get_compressed()
 
 
@@ -106,3 +106,26 @@ def test_the_compiled_range_decoder_refuses_data_no_encoder_wrote():
     with pytest.raises(ValueError, match="invalid data"):
         decode(tables * 30, np.full(2, 2**32 - 1, np.uint32))
     assert kernels.range_decoder(np.zeros(0, np.uint32))[2] == 0  # no words: the point is 0
+
+
+@pytest.mark.parametrize("k", [2, 5, 512])
+def test_the_compiled_range_encoder_writes_constrictions_words(k):
+    """RangeEncoder is constriction's queue range encoder: the same words for the same symbols
+    under the same tables, across calls of any size (held-back words and carries included:
+    they come every few dozen words)."""
+    rng = np.random.default_rng(k)
+    for trial in range(40):
+        tables = [(rng.standard_normal((n, k)) * 30.0).astype(np.int32) for n in rng.integers(0, 150, trial % 5)]
+        symbols = [rng.integers(0, k, len(t)) for t in tables]
+        ours = kernels.RangeEncoder(entropy.FREQ_BITS)
+        for logits, coded in zip(tables, symbols, strict=True):
+            ours.encode(entropy.intervals(torch.from_numpy(logits), torch.from_numpy(coded)))
+        assert np.array_equal(ours.words(), constriction_stream(tables, symbols))
+        assert [d.tolist() for d in decode(tables, ours.words())] == [s.tolist() for s in symbols]
+
+
+def test_symbol_intervals_are_the_tables_cumulative_frequencies():
+    logits = np.array([[0, 16, -4, 40], [3, 3, 3, 3]], np.int32)
+    freq = entropy.frequencies(logits)
+    got = entropy.intervals(torch.from_numpy(logits), torch.tensor([2, 3]))
+    assert got.tolist() == [[int(freq[0, :2].sum()), int(freq[0, 2])], [int(freq[1, :3].sum()), int(freq[1, 3])]]

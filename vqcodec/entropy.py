@@ -3,10 +3,13 @@
 Frequencies come from the prior's integer logits by an integer-only procedure: a fixed
 exp lookup table (built with correctly rounded decimal arithmetic, so identical everywhere)
 maps "distance below the largest logit" to a weight, and the weights are rescaled to a fixed
-total of 2**24 with every symbol at least 1. constriction's range coder receives exactly that
-table: its leaky categorical model maps weights w to cumulative frequencies
-floor(cumsum(w) * (2**24 - K) / sum(w)) + s, so handing it w = freq - 1 (integers, whose
-float sums are exact) makes the scale exactly 1 and the coded table exactly ``freq``.
+total of 2**24 with every symbol at least 1. The range coder is constriction's queue
+RangeEncoder/RangeDecoder (32-bit words, 64-bit state, 24-bit precision), which the files of
+versions 1-3 were written with, step for step; since vqcodec 0.20 it runs compiled together with
+the tables (``vqcodec.kernels``: no float64 copies of them). constriction itself codes exactly
+the same tables when handed the weights w = freq - 1: its leaky categorical model maps weights
+to cumulative frequencies floor(cumsum(w) * (2**24 - K) / sum(w)) + s, and the scale is then
+exactly 1 (tests/test_kernels.py holds the two coders to the same words).
 
 Symbols are coded in wavefront order t = (R+1)*i + j (ties by row), the order in which a
 decoder can recover them in batches: all positions of one wavefront depend only on earlier
@@ -25,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import ROUND_HALF_EVEN, Decimal, getcontext
 from functools import lru_cache
+from itertools import pairwise
 
 import constriction
 import numpy as np
@@ -62,17 +66,22 @@ def frequencies(logits: torch.Tensor | np.ndarray) -> np.ndarray:
 
     Each row's weights w = LUT[top - logit] are scaled by a per-row fixed-point reciprocal,
     f = 1 + (w * floor((2**24 - K) * 2**32 / sum(w))) >> 32, and the few units that rounding
-    leaves over go to the (first) most likely symbol.
+    leaves over go to the (first) most likely symbol. (The coder computes these in its
+    compiled loops, ``vqcodec.kernels``, without materialising them.)
     """
-    return coder_weights(logits).astype(np.int64) + 1
+    return kernels.frequencies(_integers(logits), exp_table(), TOTAL, RECIPROCAL_BITS)
 
 
-def coder_weights(logits: torch.Tensor | np.ndarray) -> np.ndarray:
-    """The float64 weights handed to constriction so that it codes exactly ``frequencies``: each
-    table less one. One compiled pass (vqcodec.kernels): the decoder's loop runs this once per
-    wavefront."""
-    logits = logits.cpu().numpy() if isinstance(logits, torch.Tensor) else logits
-    return kernels.coder_weights(np.ascontiguousarray(logits), exp_table(), TOTAL, RECIPROCAL_BITS)
+def _integers(logits: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Logits as the contiguous numpy array the compiled loops read."""
+    return np.ascontiguousarray(logits.cpu().numpy() if isinstance(logits, torch.Tensor) else logits)
+
+
+def intervals(logits: torch.Tensor, symbols: torch.Tensor) -> np.ndarray:
+    """What the range coder codes each symbol with: int64 (N, 2), the frequencies of the
+    symbols before it in its table and its own."""
+    codes = symbols.cpu().numpy().astype(np.int64)
+    return kernels.symbol_intervals(_integers(logits), codes, exp_table(), TOTAL, RECIPROCAL_BITS)
 
 
 def tile_count(length: int, size: int | None) -> int:
@@ -179,29 +188,26 @@ def encode_grid(
     pos = ctx.positions(waves.rows, waves.cols)
     codes = torch.from_numpy(idx.reshape(-1).cpu().numpy()[waves.rows * w + waves.cols]).to(prior.device)
     ctx.put(pos, codes)
-    encoder = constriction.stream.queue.RangeEncoder()
-    model = constriction.stream.model.Categorical(perfect=False)
+    encoder = kernels.RangeEncoder(FREQ_BITS)
 
-    def tables(first: int) -> tuple[slice, list[tuple[np.ndarray, np.ndarray]]]:
-        """The coder's weights and symbols of wavefronts first..first+group-1."""
+    def coded(first: int) -> np.ndarray:
+        """The intervals of wavefronts first..first+group-1, in the order the decoder reads them:
+        one wavefront at a time (format version 3: its groups, then its members)."""
         s = waves.span(first, first + group)
         with torch.inference_mode():
-            coded = coded_symbols(prior, ctx.windows(pos[s]), codes[s])
-            return s, [(coder_weights(logits), symbols.cpu().numpy().astype(np.int32)) for logits, symbols in coded]
+            parts = [intervals(*pair) for pair in coded_symbols(prior, ctx.windows(pos[s]), codes[s])]
+        if len(parts) == 1:
+            return parts[0]
+        bounds = waves.starts[first : min(first + group, len(waves)) + 1] - s.start
+        return np.concatenate([part[a:b] for a, b in pairwise(bounds) for part in parts])
 
-    # the tables need no order: the CPU's threads compute them side by side (the compiled loops and
-    # torch's products release the GIL) while this thread codes them in order
+    # the intervals need no order: the CPU's threads compute them side by side (the compiled loops
+    # and torch's products release the GIL) while this thread codes them in order
     workers = torch.get_num_threads() if prior.device.type == "cpu" else 1
     with one_thread(), ThreadPoolExecutor(workers) as pool:
-        firsts = range(0, len(waves), group)
-        for first, (s, parts) in zip(firsts, in_order(pool, tables, firsts, ahead=2 * workers), strict=True):
-            # one wavefront at a time, each of its symbols in turn (format version 3: the groups,
-            # then the members), the order in which the decoder needs them
-            for t in range(first, min(first + group, len(waves))):
-                w = slice(waves.starts[t] - s.start, waves.starts[t + 1] - s.start)
-                for weights, symbols in parts:
-                    encoder.encode(symbols[w], model, weights[w])
-    return encoder.get_compressed().tobytes()
+        for part in in_order(pool, coded, range(0, len(waves), group), ahead=2 * workers):
+            encoder.encode(part)
+    return encoder.words().astype("<u4").tobytes()
 
 
 def in_order(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: int) -> Iterator:
@@ -256,12 +262,9 @@ def decode_grid(
     state = kernels.range_decoder(words)
 
     def decode(logits: torch.Tensor, t: int) -> torch.Tensor:
-        """The symbols coded under ``logits``' tables (constriction's range decoder, compiled
-        together with the tables: vqcodec.kernels.decode_symbols)."""
+        """The symbols coded under ``logits``' tables (vqcodec.kernels.decode_symbols)."""
         try:
-            symbols = kernels.decode_symbols(
-                np.ascontiguousarray(logits.cpu().numpy()), exp_table(), FREQ_BITS, RECIPROCAL_BITS, words, state
-            )
+            symbols = kernels.decode_symbols(_integers(logits), exp_table(), FREQ_BITS, RECIPROCAL_BITS, words, state)
         except ValueError as e:
             raise BitstreamError(f"corrupt payload: the range decoder failed at wavefront {t} ({e})") from e
         return torch.from_numpy(symbols).to(prior.device)

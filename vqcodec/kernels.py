@@ -47,16 +47,14 @@ def excess_frequencies(row: np.ndarray, lut: np.ndarray, total: int, reciprocal_
 
 
 @_jit
-def coder_weights(logits: np.ndarray, lut: np.ndarray, total: int, reciprocal_bits: int) -> np.ndarray:
-    """Integer logits (N, K) -> float64 (N, K): each row's ``excess_frequencies``, the weights
-    that make constriction's encoder code exactly the frequency tables."""
+def frequencies(logits: np.ndarray, lut: np.ndarray, total: int, reciprocal_bits: int) -> np.ndarray:
+    """Integer logits (N, K) -> int64 (N, K): each row's frequency table (``excess_frequencies``
+    + 1)."""
     n, k = logits.shape
-    out = np.empty((n, k), np.float64)
-    w = np.empty(k, np.int64)
+    out = np.empty((n, k), np.int64)
     for r in range(n):
-        excess_frequencies(logits[r], lut, total, reciprocal_bits, w)
-        out[r] = w
-    return out
+        excess_frequencies(logits[r], lut, total, reciprocal_bits, out[r])
+    return out + 1
 
 
 @_jit
@@ -175,3 +173,90 @@ def decode_symbols(
                 pos += np.uint64(1)
     state[0], state[1], state[2], state[3] = lower, size, point, pos
     return out
+
+
+@_jit
+def symbol_intervals(
+    logits: np.ndarray, symbols: np.ndarray, lut: np.ndarray, total: int, reciprocal_bits: int
+) -> np.ndarray:
+    """Each row's symbol's interval of its frequency table (``entropy.frequencies`` of its
+    logits (N, K)): int64 (N, 2), the frequencies of the symbols before it and its own, what
+    the range coder narrows its range by."""
+    n, k = logits.shape
+    out = np.empty((n, 2), np.int64)
+    w = np.empty(k, np.int64)
+    for r in range(n):
+        excess_frequencies(logits[r], lut, total, reciprocal_bits, w)
+        s = symbols[r]
+        left = s
+        for j in range(s):
+            left += w[j]
+        out[r, 0], out[r, 1] = left, w[s] + 1
+    return out
+
+
+@_jit
+def _encode_intervals(intervals: np.ndarray, total_bits: int, state: np.ndarray, out: np.ndarray) -> int:
+    """Narrow the range encoder ``state`` (lower, range, number of held-back words, the first of
+    them) by each interval (N, 2) in turn, writing the words it settles to ``out``; returns
+    how many. constriction's queue RangeEncoder (32-bit words, 64-bit state), step for step."""
+    lower, size, held, first_held = state[0], state[1], state[2], state[3]
+    word_bits, word_mask = np.uint64(32), np.uint64(2**32 - 1)
+    written = 0
+    for r in range(intervals.shape[0]):
+        step = size >> np.uint64(total_bits)
+        size = step * np.uint64(intervals[r, 1])
+        new_lower = lower + step * np.uint64(intervals[r, 0])
+        if held > 0 and new_lower + size > new_lower:  # the held-back words are settled
+            first, repeated = (first_held + np.uint64(1)) & word_mask, np.uint64(0)
+            if new_lower >= lower:
+                first, repeated = first_held, word_mask
+            out[written] = first
+            written += 1
+            for _ in range(1, held):
+                out[written] = repeated
+                written += 1
+            held = np.uint64(0)
+        lower = new_lower
+        if size < (np.uint64(1) << word_bits):
+            size = size << word_bits
+            word = lower >> word_bits
+            lower = lower << word_bits
+            if held > 0:
+                held += np.uint64(1)
+            elif lower + size > lower:
+                out[written] = word
+                written += 1
+            else:  # the range straddles a carry: hold the word back until it is known
+                held, first_held = np.uint64(1), word
+    state[0], state[1], state[2], state[3] = lower, size, held, first_held
+    return written
+
+
+class RangeEncoder:
+    """constriction's queue RangeEncoder (32-bit words, 64-bit state) fed symbol intervals
+    (``symbol_intervals``): the same words, without the float64 tables constriction takes."""
+
+    def __init__(self, total_bits: int):
+        self.total_bits = total_bits
+        self.state = np.array([0, 2**64 - 1, 0, 0], np.uint64)
+        self.chunks: list[np.ndarray] = []
+
+    def encode(self, intervals: np.ndarray) -> None:
+        out = np.empty(len(intervals) + int(self.state[2]) + 1, np.uint32)
+        self.chunks.append(out[: _encode_intervals(intervals, self.total_bits, self.state, out)])
+
+    def words(self) -> np.ndarray:
+        """The compressed words: those written, then the words that identify the final range."""
+        lower, size, held, first_held = (int(v) for v in self.state)
+        seal: list[int] = []
+        if size != 2**64 - 1:  # something was encoded
+            point = (lower + 2**32 - 1) % 2**64
+            if held:  # settle the held-back words: with a carry if the point wrapped
+                seal += (
+                    [first_held, *[2**32 - 1] * (held - 1)] if point >= lower else [first_held + 1, *[0] * (held - 1)]
+                )
+            seal.append(point >> 32)
+            if ((lower + size) % 2**64) >> 32 == point >> 32:
+                seal.append(0)
+        return np.concatenate([*self.chunks, np.array(seal, np.uint32)])
