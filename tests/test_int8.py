@@ -22,17 +22,18 @@ def tiny_decoder(factor: int = 4, seed: int = 0) -> tuple[torch.nn.Sequential, t
     return model.decoder, model.quantizer.lookup(torch.randint(16, (2, 6, 8)))
 
 
-def calibrated(decoder: torch.nn.Sequential, codes: torch.Tensor) -> torch.fx.GraphModule:
-    net = int8.prepare(decoder, codes)
+def calibrated(decoder: torch.nn.Sequential, codes: torch.Tensor, float_convs: int = 1) -> torch.fx.GraphModule:
+    net = int8.prepare(decoder, codes, float_convs)
     with torch.no_grad():
         net(codes)
     return net
 
 
 @pytest.mark.parametrize("factor", [2, 4, 8])
-def test_a_prepared_decoder_folds_back_to_its_float_weights(factor):
+@pytest.mark.parametrize("float_convs", [1, 2])
+def test_a_prepared_decoder_folds_back_to_its_float_weights(factor, float_convs):
     decoder, codes = tiny_decoder(factor)
-    folded = int8.float_weights(int8.prepare(decoder, codes), decoder)
+    folded = int8.float_weights(int8.prepare(decoder, codes, float_convs), decoder)
     assert folded.keys() == decoder.state_dict().keys()
     assert all(torch.equal(folded[k], v) for k, v in decoder.state_dict().items())
 
@@ -60,8 +61,8 @@ def test_training_keeps_the_sub_pixel_layers_transposed_convolutions(factor):
 
 @needs_engine
 @pytest.mark.parametrize("factor", [2, 4, 8])
-@pytest.mark.parametrize("blocks", [0, 1])
-def test_the_int8_decoder_computes_what_pytorch_converts_the_trained_network_to(factor, blocks):
+@pytest.mark.parametrize("blocks, float_convs", [(0, 1), (1, 1), (0, 2), (1, 3)])
+def test_the_int8_decoder_computes_what_pytorch_converts_the_trained_network_to(factor, blocks, float_convs):
     """The hand-built int8 network (no tracing at load) against PyTorch's FX conversion of the
     fake-quantized network it was trained as: the same quantized operations on the same
     numbers; and both close to the float decoder."""
@@ -73,10 +74,12 @@ def test_the_int8_decoder_computes_what_pytorch_converts_the_trained_network_to(
         with torch.no_grad():
             for p in decoder.parameters():
                 p.add_(0.1 * torch.randn_like(p))
-    net = calibrated(decoder, codes)
-    ranges = int8.ranges(net, decoder)
-    assert ranges.shape == (len(int8.points(decoder)), 2) and bool((ranges[:, 0] < ranges[:, 1]).all())
+    net = calibrated(decoder, codes, float_convs)
+    ranges = int8.ranges(net, decoder, float_convs)
+    assert ranges.shape == (len(int8.points(decoder, float_convs)), 2) and bool((ranges[:, 0] < ranges[:, 1]).all())
+    assert int8.shipped_float_convs(decoder, ranges) == float_convs
     fast = int8.int8_decoder(decoder, ranges)
+    assert len(fast.last) > (float_convs > 1)  # the float layers: the last, or more
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference = convert_fx(copy.deepcopy(net).eval())(codes)
@@ -91,8 +94,8 @@ def test_the_int8_decoder_computes_what_pytorch_converts_the_trained_network_to(
 def test_ranges_that_do_not_fit_the_decoder_are_refused():
     decoder, codes = tiny_decoder()
     ranges = int8.ranges(calibrated(decoder, codes), decoder)
-    with pytest.raises(ValueError):
-        int8.int8_decoder(decoder, ranges[:-1])
+    with pytest.raises(ValueError, match="fit no int8 network"):
+        int8.int8_decoder(decoder, torch.cat([ranges, ranges[:1]]))
 
 
 def test_held_ranges_do_not_follow_the_data_and_are_released_after():
@@ -110,3 +113,14 @@ def test_held_ranges_do_not_follow_the_data_and_are_released_after():
     with torch.no_grad():
         net(codes * 100)
     assert torch.equal(int8.ranges(net, decoder), after)
+
+
+@pytest.mark.parametrize("factor", [2, 8])
+def test_float_convs_count_the_convolutions_from_the_end(factor):
+    decoder, _ = tiny_decoder(factor)
+    convs = [n for n, layer in enumerate(int8.quantizable(decoder)) if not isinstance(layer, torch.nn.ReLU)]
+    assert int8.float_start(decoder) == len(decoder) - 1
+    assert int8.float_start(decoder, 2) == convs[-2] and isinstance(decoder[convs[-2]], torch.nn.Conv2d)
+    assert len(int8.points(decoder, 2)) < len(int8.points(decoder))
+    with pytest.raises(ValueError, match="float_convs must be"):
+        int8.float_start(decoder, len(convs))

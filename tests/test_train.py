@@ -427,20 +427,23 @@ def test_decoder_of_a_weights_file_is_finetuned_and_its_files_still_decode(
     api._load.cache_clear()
 
 
+@pytest.mark.parametrize("float_convs", [1, 2])
 def test_a_decoder_trained_for_int8_resumes_exports_and_decodes_the_files_it_supersedes(
-    folders, tmp_path, tiny_weights, monkeypatch
+    folders, tmp_path, tiny_weights, monkeypatch, float_convs
 ):
     """Quantization-aware decoder training: its run resumes, its export folds the network back
     into the float layout with the activation ranges beside it, and the new codec decodes the
-    old model's files in int8 where the CPU is fast at it, in float elsewhere."""
+    old model's files in int8 where the CPU is fast at it, in float elsewhere; with its last
+    convolution, or its last two, in float."""
     from vqcodec import codec as codec_module
     from vqcodec import int8
 
     old = read_info(tiny_weights)
     data = VQCodec.from_weights(old).compress(smooth_image(40, 48))
-    finetune_decoder(load_vqvae(tiny_weights), train_config(folders, tmp_path / "dec", 2), tiny_weights, int8=True)
-    finetune_decoder(load_vqvae(tiny_weights), train_config(folders, tmp_path / "dec", 4), tiny_weights, int8=True)
-    assert json.loads((tmp_path / "dec" / "config.json").read_text())["int8"] is True
+    for steps in (2, 4):
+        cfg = train_config(folders, tmp_path / "dec", steps)
+        finetune_decoder(load_vqvae(tiny_weights), cfg, tiny_weights, int8=float_convs)
+    assert json.loads((tmp_path / "dec" / "config.json").read_text())["int8"] == float_convs
     assert [line["step"] for line in lines(tmp_path / "dec" / "metrics.jsonl") if "val_psnr" in line] == [0, 2, 4]
     new = export_codec(str(tmp_path / "dec"), tiny_weights, "tiny", 1, str(tmp_path / "new.safetensors"), None)
     assert new.meta["training"]["steps"]["decoder"] == 4 and old.model_id in new.decodes
@@ -452,6 +455,8 @@ def test_a_decoder_trained_for_int8_resumes_exports_and_decodes_the_files_it_sup
         monkeypatch.setattr(codec_module, "int8_matmul_fast", lambda fast=fast: fast)
         codec = VQCodec.from_weights(new)
         assert (codec.int8_decoder is not None) == (fast and int8.available())
+        if codec.int8_decoder is not None:
+            assert int8.shipped_float_convs(codec.vqvae.decoder, ranges) == float_convs
         pixels[fast] = np.asarray(codec.decompress(data), dtype=np.float64)
     assert pixels[True].shape == (40, 48, 3)
     assert np.abs(pixels[True] - pixels[False]).mean() < 2  # the same decoder, in int8 or in float

@@ -608,9 +608,16 @@ def train_vqvae_cmd(ctx, init_from, config_file, **options) -> None:
     is_flag=True,
     help="Train the decoder for int8 inference (quantization-aware; its activation ranges ship with the weights).",
 )
+@click.option(
+    "--int8-float-convs",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="With --int8: the decoder's last convolutions that stay float (2: the full-resolution one too).",
+)
 @train_options
 @click.pass_context
-def train_decoder_cmd(ctx, vqvae_src, grow, for_int8, config_file, **options) -> None:
+def train_decoder_cmd(ctx, vqvae_src, grow, for_int8, int8_float_convs, config_file, **options) -> None:
     """Optional stage: more decoder-only steps (encoder and codebook frozen, so indices do not change)."""
     from vqcodec.models.vqvae import VQVAEConfig, grow_decoder
     from vqcodec.runs import load_vqvae
@@ -618,7 +625,8 @@ def train_decoder_cmd(ctx, vqvae_src, grow, for_int8, config_file, **options) ->
 
     _, cfg = stage_configs(config_file, VQVAEConfig, options, ctx)
     vqvae = load_vqvae(vqvae_src)
-    finetune_decoder(grow_decoder(vqvae, grow) if grow else vqvae, cfg, vqvae_src, int8=for_int8)
+    int8 = int8_float_convs if for_int8 else 0
+    finetune_decoder(grow_decoder(vqvae, grow) if grow else vqvae, cfg, vqvae_src, int8=int8)
 
 
 @train.command("prior")

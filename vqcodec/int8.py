@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -56,10 +57,20 @@ def quantizable(decoder: nn.Sequential) -> nn.Sequential:
     return decoder
 
 
-def qconfig_mapping(decoder: nn.Sequential):
+def float_start(decoder: nn.Sequential, float_convs: int = 1) -> int:
+    """Index of the first of ``decoder``'s layers that run in float: from its ``float_convs``-th
+    convolution from the end on (1: the last layer, to RGB, which is always float; 2: the
+    full-resolution layer before it too, whose 8-bit activations cost a high-PSNR level most)."""
+    convs = [n for n, layer in enumerate(decoder) if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | nn.Sequential)]
+    if not 1 <= float_convs <= len(convs) - 1:
+        raise ValueError(f"float_convs must be 1..{len(convs) - 1}, not {float_convs}")
+    return convs[-float_convs]
+
+
+def qconfig_mapping(decoder: nn.Sequential, float_convs: int = 1):
     """Fake quantization of every layer's weights (per output channel, symmetric int8) and
     activations (per tensor, 0..255: the full range, which VNNI's int32 accumulation allows),
-    but the last layer's, which stays float."""
+    but those of the layers from ``float_start`` on, which stay float."""
     from torch.ao.quantization import FakeQuantize, QConfig, QConfigMapping
     from torch.ao.quantization.observer import MovingAverageMinMaxObserver, MovingAveragePerChannelMinMaxObserver
 
@@ -74,18 +85,21 @@ def qconfig_mapping(decoder: nn.Sequential):
         dtype=torch.qint8,
         qscheme=torch.per_channel_symmetric,
     )
-    last = list(decoder.named_children())[-1][0]
-    return QConfigMapping().set_global(QConfig(activation=activation, weight=weight)).set_module_name(last, None)
+    mapping = QConfigMapping().set_global(QConfig(activation=activation, weight=weight))
+    for name, _ in list(decoder.named_children())[float_start(decoder, float_convs) :]:
+        mapping.set_module_name(name, None)
+    return mapping
 
 
-def prepare(decoder: nn.Sequential, example: torch.Tensor) -> torch.fx.GraphModule:
+def prepare(decoder: nn.Sequential, example: torch.Tensor, float_convs: int = 1) -> torch.fx.GraphModule:
     """The fake-quantized network of ``decoder`` (a float decoder in its trained layout) that
-    quantization-aware training optimizes, with the sub-pixel layers kept transposed ones."""
+    quantization-aware training optimizes, with the sub-pixel layers kept transposed ones and
+    the layers from ``float_start(decoder, float_convs)`` on in float."""
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
     sub = quantizable(decoder).float().to(memory_format=torch.contiguous_format).train()
     with _quiet():
-        net = prepare_qat_fx(sub, qconfig_mapping(sub), example_inputs=(example,))
+        net = prepare_qat_fx(sub, qconfig_mapping(sub, float_convs), example_inputs=(example,))
     for name, layer in decoder.named_children():
         if isinstance(layer, nn.ConvTranspose2d):
             conv = net.get_submodule(f"{name}.0")
@@ -102,12 +116,12 @@ def fake_quantizers(net: torch.fx.GraphModule) -> list[nn.Module]:
     return [net.get_submodule(node.target) for node in nodes]
 
 
-def points(decoder: nn.Sequential) -> list[str]:
+def points(decoder: nn.Sequential, float_convs: int = 1) -> list[str]:
     """Where the int8 network quantizes, in order: its input, each convolution's output (a
     transposed one's sub-pixel convolution ``name.0``; with the ReLU that follows it, if any),
-    and each residual sum (with its ReLU, if one follows); the last layer is float."""
+    and each residual sum (with its ReLU, if one follows), up to the float layers."""
     out = ["input"]
-    for name, layer in list(decoder.named_children())[:-1]:
+    for name, layer in list(decoder.named_children())[: float_start(decoder, float_convs)]:
         if isinstance(layer, ResBlock):
             out += [f"{name}.conv1", f"{name}.conv2", f"{name}.add"]
         elif isinstance(layer, nn.Conv2d):
@@ -117,7 +131,7 @@ def points(decoder: nn.Sequential) -> list[str]:
     return out
 
 
-def ranges(net: torch.fx.GraphModule, decoder: nn.Sequential) -> torch.Tensor:
+def ranges(net: torch.fx.GraphModule, decoder: nn.Sequential, float_convs: int = 1) -> torch.Tensor:
     """(len(points), 2): the (min, max) of each of ``decoder``'s ``points`` that its prepared
     network ``net`` has learned, what ships as ``RANGES``."""
     nodes = {node.name: node for node in net.graph.nodes}
@@ -138,7 +152,7 @@ def ranges(net: torch.fx.GraphModule, decoder: nn.Sequential) -> torch.Tensor:
         return next(user for user in conv2.users if user.op == "call_function")
 
     quantizers = []
-    for point in points(decoder):
+    for point in points(decoder, float_convs):
         if point == "input":
             node = next(node for node in nodes.values() if node.op == "placeholder")
         elif point.endswith(".add"):
@@ -177,19 +191,24 @@ def float_weights(net: torch.fx.GraphModule, decoder: nn.Sequential) -> dict[str
         if isinstance(layer, nn.ConvTranspose2d):
             folded = transposed(net.get_submodule(f"{name}.0"), layer)
             state[f"{name}.weight"], state[f"{name}.bias"] = folded.weight.detach(), folded.bias.detach()
-    return {k: state[k] for k in decoder.state_dict()}
+
+    def weight(key: str) -> torch.Tensor:  # a float convolution that FX fused with its ReLU holds it as name.0
+        name, param = key.rsplit(".", 1)
+        return state[key] if key in state else state[f"{name}.0.{param}"]
+
+    return {k: weight(k) for k in decoder.state_dict()}
 
 
-def folded_state(cfg: VQVAEConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def folded_state(cfg: VQVAEConfig, state: dict[str, torch.Tensor], float_convs: int = 1) -> dict[str, torch.Tensor]:
     """The state dict of a VQ-VAE whose decoder was trained for int8 (a run's checkpoint, with
     the fake-quantized network): the float decoder's layout, and the ranges as ``RANGES``."""
     model = VQVAE(cfg)
     plain = copy.deepcopy(model.decoder)
-    model.decoder = prepare(model.decoder, model.quantizer.lookup(torch.zeros(1, 8, 8).long()))
+    model.decoder = prepare(model.decoder, model.quantizer.lookup(torch.zeros(1, 8, 8).long()), float_convs)
     model.load_state_dict(state)
     out = {k: v for k, v in model.state_dict().items() if not k.startswith("decoder.")}
     out.update({f"decoder.{k}": v for k, v in float_weights(model.decoder, plain).items()})
-    return out | {RANGES: ranges(model.decoder, plain)}
+    return out | {RANGES: ranges(model.decoder, plain, float_convs)}
 
 
 def activation_qparams(low: float, high: float) -> tuple[float, int]:
@@ -227,16 +246,19 @@ class Int8Decoder(nn.Module):
 
     def __init__(self, decoder: nn.Sequential, activation_ranges: torch.Tensor):
         super().__init__()
-        qparams = dict(zip(points(decoder), (activation_qparams(*r) for r in activation_ranges.tolist()), strict=True))
+        float_convs = shipped_float_convs(decoder, activation_ranges)
+        quantized = points(decoder, float_convs)
+        qparams = dict(zip(quantized, (activation_qparams(*r) for r in activation_ranges.tolist()), strict=True))
         self.input = qparams["input"]
         children = list(quantizable(decoder).named_children())
-        self.last = children[-1][1]
+        start = float_start(decoder, float_convs)
+        self.last = nn.Sequential(OrderedDict(children[start:]))
         self.steps: list[tuple] = []  # (operation, arguments) in order
         fused = set()  # ReLU layers done by the operation before them
-        for n, (name, layer) in enumerate(children[:-1]):
+        for n, (name, layer) in enumerate(children[:start]):
             if name in fused:
                 continue
-            relu_next = isinstance(children[n + 1][1], nn.ReLU)
+            relu_next = n + 1 < start and isinstance(children[n + 1][1], nn.ReLU)
             if isinstance(layer, ResBlock):
                 convs = [(packed(conv), *qparams[f"{name}.{part}"]) for part, conv in layer.named_children()]
                 self.steps.append(("block", (*convs, *qparams[f"{name}.add"], relu_next)))
@@ -282,6 +304,16 @@ class Int8Decoder(nn.Module):
     @staticmethod
     def _relu(q: torch.Tensor) -> torch.Tensor:
         return torch.relu(q)
+
+
+def shipped_float_convs(decoder: nn.Sequential, activation_ranges: torch.Tensor) -> int:
+    """How many of ``decoder``'s last convolutions its shipped ranges leave in float: the one
+    whose ``points`` the ranges are (they say it; no other metadata needed)."""
+    convs = sum(isinstance(layer, nn.Conv2d | nn.ConvTranspose2d) for layer in decoder)
+    for float_convs in range(1, convs):
+        if len(points(decoder, float_convs)) == len(activation_ranges):
+            return float_convs
+    raise ValueError(f"{len(activation_ranges)} activation ranges fit no int8 network of this decoder")
 
 
 def int8_decoder(decoder: nn.Sequential, activation_ranges: torch.Tensor) -> Int8Decoder | None:

@@ -93,8 +93,8 @@ def read_vqvae(source: str | Path) -> tuple[dict, dict, dict]:
     origin = vqvae_origin(source)
     if Path(source).is_dir():
         config, state = load_run(source)
-        if config.get("int8"):
-            state = folded_state(VQVAEConfig(**origin["model"]), state)
+        if config.get("int8"):  # True in 0.19's runs: the last convolution float
+            state = folded_state(VQVAEConfig(**origin["model"]), state, int(config["int8"]))
         return origin["model"], state, origin
     from vqcodec.codec import prefixed
     from vqcodec.zoo import load_tensors, read_info

@@ -388,24 +388,25 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig, init: str | None = Non
     return run.final.eval()
 
 
-def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, source: str | None = None, int8: bool = False) -> VQVAE:
+def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, source: str | None = None, int8: int = 0) -> VQVAE:
     """Train only the decoder of a trained VQ-VAE, encoder and codebook frozen (``source``: where
     it came from, a run directory or weights file, recorded for the export's metadata).
 
     The indices (and so the rate, and the prior trained on them) do not change, while the
     decoder gets more steps for the same time: its pass is about half of the model's cost.
-    ``int8``: train the decoder for int8 inference (``vqcodec.int8``): its fake-quantized
-    network, whose activation ranges stop following the batches for the last INT8_FROZEN of
-    the run.
+    ``int8`` > 0: train the decoder for int8 inference (``vqcodec.int8``) with its last ``int8``
+    convolutions in float: its fake-quantized network, whose activation ranges stop following
+    the batches for the last INT8_FROZEN of the run.
     """
     seed_everything(cfg)
     vqvae.eval()  # no EMA codebook updates
     for p in [*vqvae.encoder.parameters(), *vqvae.quantizer.parameters()]:
         p.requires_grad_(False)
     if int8:
-        vqvae.decoder = int8_decoder.prepare(vqvae.decoder, vqvae.quantizer.lookup(torch.zeros(1, 8, 8).long()))
+        example = vqvae.quantizer.lookup(torch.zeros(1, 8, 8).long())
+        vqvae.decoder = int8_decoder.prepare(vqvae.decoder, example, int8)
     base = {"source": str(source), **vqvae_origin(source), "training": training_record(source)} if source else {}
-    run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base, **({"int8": True} if int8 else {}))
+    run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base, **({"int8": int8} if int8 else {}))
     data = run.data(cfg.data)
 
     def validate() -> None:
