@@ -9,6 +9,17 @@ from vqcodec.models.prior import IntegerPrior, PriorConfig, causal_offsets
 from .conftest import tiny_prior
 
 
+def test_kernels_compile_where_no_cache_location_is_writable(monkeypatch):
+    """A read-only install with no writable home: numba refuses to cache, so the loops compile
+    in each process instead of failing the import."""
+    import numba
+
+    monkeypatch.setattr(numba.core.config, "CACHE_LOCATOR_CLASSES", "IPythonCacheLocator")  # finds nothing here
+    with pytest.raises(RuntimeError, match="no locator"):
+        numba.njit(cache=True)(lambda x: x + 1)
+    assert kernels._jit(lambda x: x + 1)(2) == 3
+
+
 @pytest.mark.parametrize("dtype", [np.int8, np.float32])
 @pytest.mark.parametrize("table_type, acc_type", [(np.int16, np.int32), (np.int32, np.int64)])
 @pytest.mark.parametrize("n_off", [3, 9])

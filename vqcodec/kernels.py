@@ -13,10 +13,19 @@ the compilation once per machine and the import of numba (about 0.3 s) once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 
-_jit = numba.njit(cache=True, nogil=True, boundscheck=False)
+
+def _jit(fn: Callable) -> Callable:
+    """``fn`` compiled, its machine code cached beside the module (or in the user's cache); where
+    no cache location is writable (a read-only install and home), compiled once per process."""
+    try:
+        return numba.njit(cache=True, nogil=True, boundscheck=False)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True, boundscheck=False)(fn)
 
 
 @_jit
