@@ -153,6 +153,18 @@ def test_decoding_is_identical_across_thread_counts(groups):
     assert torch.equal(single, idx) and torch.equal(entropy.decode_grid(prior, data, 20, 25), idx)
 
 
+@pytest.mark.parametrize("groups", [1, 4])
+def test_the_steps_of_other_devices_decode_the_same(groups, monkeypatch):
+    """The decoder's step through the prior's torch operations (what a GPU runs) against the
+    CPU's numpy step: the same indices from the same stream."""
+    prior = make_prior(2.0, k=32, radius=2, groups=groups)
+    idx = torch.randint(0, 32, (19, 23), generator=torch.Generator().manual_seed(8))
+    data = entropy.encode_grid(prior, idx, stripe_rows=8)
+    assert torch.equal(entropy.decode_grid(prior, data, 19, 23, 8), idx)
+    monkeypatch.setattr(entropy, "_compiled_step", entropy._tensor_step)
+    assert torch.equal(entropy.decode_grid(prior, data, 19, 23, 8), idx)
+
+
 def test_adversarial_distributions_never_fail():
     """All mass on one symbol, and the symbol coded being the least likely one."""
     prior = make_prior(400.0, k=16)  # extreme logits: near-one and near-zero probabilities

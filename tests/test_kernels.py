@@ -24,13 +24,18 @@ def test_kernels_compile_where_no_cache_location_is_writable(monkeypatch):
 @pytest.mark.parametrize("table_type, acc_type", [(np.int16, np.int32), (np.int32, np.int64)])
 @pytest.mark.parametrize("n_off", [3, 9])
 def test_first_layer_is_the_sum_of_table_rows_shifted_and_clamped(dtype, table_type, acc_type, n_off):
+    """At each position of a flat grid, the table rows of its window's symbols (read through
+    flat offsets), summed, shifted and clamped."""
     rng = np.random.default_rng(n_off)
     rows, hidden = 9, 12
     table = rng.integers(-3000, 3000, (n_off * rows, hidden)).astype(table_type)
-    windows = rng.integers(0, rows, (23, n_off)).astype(np.int64)
+    flat = rng.integers(0, rows, 200).astype(np.int64)
+    window = rng.choice(np.arange(-30, 0), n_off, replace=False).astype(np.int64)
+    positions = rng.integers(30, 200, 23).astype(np.int64)
     bias = rng.integers(-500, 500, hidden).astype(acc_type)
     low, high = (-128, 127) if dtype == np.int8 else (0, 255)
-    out = kernels.first_layer(windows, rows, table, bias, 4, low, high, np.empty((23, hidden), dtype))
+    out = kernels.first_layer(flat, positions, window, rows, table, bias, 4, low, high, np.empty((23, hidden), dtype))
+    windows = flat[positions[:, None] + window]
     sums = table[windows + np.arange(n_off) * rows].astype(np.int64).sum(1) + bias
     expected = np.clip(sums >> 4, low, high)  # >> floors negative sums too
     assert out.dtype == dtype and np.array_equal(out, expected.astype(dtype))

@@ -261,24 +261,56 @@ def decode_grid(
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     state = kernels.range_decoder(words)
 
-    def decode(logits: torch.Tensor, t: int) -> torch.Tensor:
+    def decode(logits: torch.Tensor | np.ndarray, t: int) -> np.ndarray:
         """The symbols coded under ``logits``' tables (vqcodec.kernels.decode_symbols)."""
         try:
-            symbols = kernels.decode_symbols(_integers(logits), exp_table(), FREQ_BITS, RECIPROCAL_BITS, words, state)
+            return kernels.decode_symbols(_integers(logits), exp_table(), FREQ_BITS, RECIPROCAL_BITS, words, state)
         except ValueError as e:
             raise BitstreamError(f"corrupt payload: the range decoder failed at wavefront {t} ({e})") from e
-        return torch.from_numpy(symbols).to(prior.device)
 
+    step = (_compiled_step if prior.device.type == "cpu" else _tensor_step)(prior, ctx, pos, decode)
     with one_thread(), torch.inference_mode():
         for t in range(len(waves)):
-            p = pos[waves.span(t, t + 1)]
-            if prior.cfg.groups == 1:
-                ctx.put(p, decode(prior.logits(ctx.windows(p)), t))
-                continue
-            a = prior.features(ctx.windows(p))
-            g = decode(prior.group_logits(a), t)
-            ctx.put(p, prior.join(g, decode(prior.member_logits(a, g), t)))
+            step(int(waves.starts[t]), int(waves.starts[t + 1]), t)
     return ctx.indices.clone()
+
+
+def _compiled_step(prior: IntegerPrior, ctx: GridContext, pos: torch.Tensor, decode: Callable) -> Callable:
+    """One wavefront of the decoder on the CPU: numpy arrays and compiled loops throughout (the
+    grid read and written in place), torch only for the int8 products; a fifth less time than
+    the same steps through torch tensors (q4, a Kodak image)."""
+    flat, window, positions = ctx.flat.numpy(), ctx.window.numpy(), pos.numpy()
+    order, members, layers = prior.order.numpy(), prior.cfg.members, prior.cfg.layers
+
+    def step(start: int, stop: int, t: int) -> None:
+        p = positions[start:stop]
+        a = prior.compiled_features(flat, p, window)
+        if prior.cfg.groups == 1:
+            flat[p] = decode(prior.compiled_output(a, layers), t)
+            return
+        g = decode(prior.compiled_output(a, layers + 1), t)
+        flat[p] = order[g * members + decode(prior.compiled_member_logits(a, g), t)]
+
+    return step
+
+
+def _tensor_step(prior: IntegerPrior, ctx: GridContext, pos: torch.Tensor, decode: Callable) -> Callable:
+    """One wavefront of the decoder on another device: the prior's torch operations there, the
+    range decoder on the host."""
+
+    def symbols(logits: torch.Tensor, t: int) -> torch.Tensor:
+        return torch.from_numpy(decode(logits, t)).to(prior.device)
+
+    def step(start: int, stop: int, t: int) -> None:
+        p = pos[start:stop]
+        if prior.cfg.groups == 1:
+            ctx.put(p, symbols(prior.logits(ctx.windows(p)), t))
+            return
+        a = prior.features(ctx.windows(p))
+        g = symbols(prior.group_logits(a), t)
+        ctx.put(p, prior.join(g, symbols(prior.member_logits(a, g), t)))
+
+    return step
 
 
 def grid_logits(

@@ -68,7 +68,9 @@ def frequencies(logits: np.ndarray, lut: np.ndarray, total: int, reciprocal_bits
 
 @_jit
 def first_layer(
-    windows: np.ndarray,
+    flat: np.ndarray,
+    positions: np.ndarray,
+    window: np.ndarray,
     rows: int,
     table: np.ndarray,
     bias: np.ndarray,
@@ -77,23 +79,25 @@ def first_layer(
     high: int,
     out: np.ndarray,
 ) -> np.ndarray:
-    """The prior's mask-A layer: for each causal window (N, n_offsets) of indices, the sum over
-    offsets o of table[o * rows + windows[n, o]] (hidden,), plus ``bias`` (whose dtype is the
+    """The prior's mask-A layer at ``positions`` of a flat index grid ``flat`` whose causal
+    window is the flat offsets ``window``: for each position p, the sum over offsets o of
+    table[o * rows + flat[p + window[o]]] (hidden,), plus ``bias`` (whose dtype is the
     accumulator's), shifted right by ``shift`` and clamped to low..high, written to ``out`` (N,
     hidden) in its dtype. The table (megabytes: more than the caches close to the core) is read
     four rows at a time, so that their loads overlap."""
-    hidden, n_off = table.shape[1], windows.shape[1]
+    hidden, n_off = table.shape[1], len(window)
+    quads = n_off - n_off % 4
     acc = np.empty(hidden, bias.dtype)
-    for n in range(windows.shape[0]):
+    for n in range(len(positions)):
         acc[:] = bias
-        quads = n_off - n_off % 4
+        p = positions[n]
         for o in range(0, quads, 4):
-            r0, r1 = o * rows + windows[n, o], (o + 1) * rows + windows[n, o + 1]
-            r2, r3 = (o + 2) * rows + windows[n, o + 2], (o + 3) * rows + windows[n, o + 3]
+            r0, r1 = o * rows + flat[p + window[o]], (o + 1) * rows + flat[p + window[o + 1]]
+            r2, r3 = (o + 2) * rows + flat[p + window[o + 2]], (o + 3) * rows + flat[p + window[o + 3]]
             for c in range(hidden):
                 acc[c] += table[r0, c] + table[r1, c] + table[r2, c] + table[r3, c]
         for o in range(quads, n_off):
-            r = o * rows + windows[n, o]
+            r = o * rows + flat[p + window[o]]
             for c in range(hidden):
                 acc[c] += table[r, c]
         for c in range(hidden):

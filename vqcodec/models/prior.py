@@ -339,11 +339,12 @@ class IntegerPrior:
 
     def features(self, ctx: torch.Tensor) -> torch.Tensor:
         """Causal-window indices (N, n_offsets) -> last hidden activations (N, hidden): integers
-        0..255 in the exact float type, or as int8 shifted by -128 where the products are int8.
-        The decoder runs this once per wavefront on a few dozen rows, where each operation's
-        fixed cost dominates: on the CPU the first layer is one compiled pass, and so is each int8
-        layer's rescaling."""
-        return self._compiled_features(ctx) if self.device.type == "cpu" else self._tensor_features(ctx)
+        0..255 in the exact float type, or as int8 shifted by -128 where the products are int8."""
+        if self.device.type != "cpu":
+            return self._tensor_features(ctx)
+        windows = np.ascontiguousarray(ctx.numpy())
+        n, k = windows.shape
+        return torch.from_numpy(self.compiled_features(windows.reshape(-1), np.arange(n) * k, np.arange(k)))
 
     def _tensor_features(self, ctx: torch.Tensor) -> torch.Tensor:
         """``features`` in torch operations, on any device (in the exact float type)."""
@@ -354,22 +355,24 @@ class IntegerPrior:
             a = torch.addmm(b, a, w).mul_(scale).floor_().clamp_(0, ACT_MAX)
         return a
 
-    def _compiled_features(self, ctx: torch.Tensor) -> torch.Tensor:
-        """``features`` on the CPU: the first layer (and int8 layers' rescaling) compiled."""
+    def compiled_features(self, flat: np.ndarray, positions: np.ndarray, window: np.ndarray) -> np.ndarray:
+        """``features`` on the CPU, numpy in and out: at ``positions`` of a flat index grid whose
+        causal window is the flat offsets ``window``. The decoder runs this once per wavefront on
+        a few dozen positions, where each operation's fixed cost dominates: the first layer is one
+        compiled pass (the window read in place), and so is each int8 layer's rescaling."""
         table, bias, bias_int8 = self._kernel["first"]
-        windows = np.ascontiguousarray(ctx.numpy())
-        rows = self.cfg.codebook_size + 1
+        rows, shape = self.cfg.codebook_size + 1, (len(positions), self.cfg.hidden)
         if self._int8 is not None:
-            out = np.empty((len(windows), self.cfg.hidden), np.int8)
-            a = kernels.first_layer(windows, rows, table, bias_int8, self._first_shift, -128, 127, out)
+            out = np.empty(shape, np.int8)
+            a = kernels.first_layer(flat, positions, window, rows, table, bias_int8, self._first_shift, -128, 127, out)
             for n in range(self.cfg.layers):
                 a = self._int8_layer(a, n, -128, 127, np.int8)
-            return torch.from_numpy(a)
-        out = torch.empty(len(windows), self.cfg.hidden, dtype=self._exact_dtype())
-        kernels.first_layer(windows, rows, table, bias, self._first_shift, 0, ACT_MAX, out.numpy())
-        for w, b, scale in self._tensors(out.dtype)[1][: self.cfg.layers]:
-            out = torch.addmm(b, out, w).mul_(scale).floor_().clamp_(0, ACT_MAX)
-        return out
+            return a
+        a = torch.empty(shape, dtype=self._exact_dtype())
+        kernels.first_layer(flat, positions, window, rows, table, bias, self._first_shift, 0, ACT_MAX, a.numpy())
+        for w, b, scale in self._tensors(a.dtype)[1][: self.cfg.layers]:
+            a = torch.addmm(b, a, w).mul_(scale).floor_().clamp_(0, ACT_MAX)
+        return a.numpy()
 
     def _int8_layer(self, a: np.ndarray, layer: int, low: int, high: int, dtype: type) -> np.ndarray:
         """An int8 layer: exact int32 products (VNNI/AMX), then (sums + bias) >> shift clamped to
@@ -378,9 +381,22 @@ class IntegerPrior:
         sums = torch._int_mm(torch.from_numpy(a), w).numpy()
         return kernels.requantize(sums, b, shift, low, high, np.empty(sums.shape, dtype))
 
-    def _output(self, a: torch.Tensor, layer: int) -> torch.Tensor:
+    def compiled_output(self, a: np.ndarray, layer: int) -> np.ndarray:
+        """On the CPU, numpy in and out: int32 logits of output layer ``layer`` (``cfg.layers``:
+        the codes, or with groups their members in every group; ``cfg.layers + 1``: the groups)."""
         if self._int8 is not None:
-            return torch.from_numpy(self._int8_layer(a.numpy(), layer, *INT32_RANGE, np.int32))
+            return self._int8_layer(a, layer, *INT32_RANGE, np.int32)
+        x = torch.from_numpy(a)
+        w, b, scale = self._tensors(x.dtype)[1][layer]
+        return torch.addmm(b, x, w).mul_(scale).floor_().to(torch.int32).numpy()
+
+    def compiled_member_logits(self, a: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """``member_logits`` on the CPU, numpy in and out: one compiled loop."""
+        return kernels.member_logits(a, groups, *self._kernel["members"])
+
+    def _output(self, a: torch.Tensor, layer: int) -> torch.Tensor:
+        if self.device.type == "cpu":
+            return torch.from_numpy(self.compiled_output(a.numpy(), layer))
         w, b, scale = self._tensors(a.dtype)[1][layer]
         return torch.addmm(b, a, w).mul_(scale).floor_().to(torch.int32)
 
@@ -399,7 +415,7 @@ class IntegerPrior:
         G-th of the whole layer's work), each the same exact integer sum as in the whole layer.
         On the CPU one compiled loop; elsewhere a sparse product."""
         if self.device.type == "cpu":
-            return torch.from_numpy(kernels.member_logits(a.numpy(), groups.numpy(), *self._kernel["members"]))
+            return torch.from_numpy(self.compiled_member_logits(a.numpy(), groups.numpy()))
         return self._sparse_member_logits(a, groups)
 
     def _sparse_member_logits(self, a: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
