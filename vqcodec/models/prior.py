@@ -284,9 +284,9 @@ class IntegerPrior:
         bits where it fits: half the memory traffic) and biases (int32 where its sums fit, the
         accumulator's type), and with groups the output layer by group, (G, hidden, K / G)."""
         table, *biases = self._first
-        sums = int(table.abs().amax()) * table.shape[0] // (self.cfg.codebook_size + 1)
-        acc = np.int32 if sums + max(int(b.abs().amax()) for b in biases) < 2**31 else np.int64
-        small = torch.int16 if int(table.abs().amax()) < 2**15 else torch.int32
+        peak, n_off = int(table.abs().amax()), table.shape[0] // (self.cfg.codebook_size + 1)
+        acc = np.int32 if peak * n_off + max(int(b.abs().amax()) for b in biases) < 2**31 else np.int64
+        small = torch.int16 if peak < 2**15 else torch.int32
         out = {"first": (table.to(small).numpy(), *(b.numpy().astype(acc) for b in biases))}
         if self.cfg.groups > 1:
             w, b, shift = self._int8[self.cfg.layers] if self._int8 is not None else integer[self.cfg.layers]
@@ -449,9 +449,10 @@ class IntegerPrior:
         place = self.place[codes]
         return place // self.cfg.members, place % self.cfg.members
 
-    def join(self, groups: torch.Tensor, members: torch.Tensor) -> torch.Tensor:
-        """Inverse of ``split``."""
-        return self.order[groups * self.cfg.members + members]
+    def join(self, groups: torch.Tensor | np.ndarray, members: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """Inverse of ``split`` (tensors, or on the CPU numpy arrays)."""
+        order = self.order.numpy() if isinstance(groups, np.ndarray) else self.order
+        return order[groups * self.cfg.members + members]
 
 
 def float_state(cfg: PriorConfig, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
