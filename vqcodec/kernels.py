@@ -1,14 +1,19 @@
-"""Compiled loops (numba) for the entropy coder's per-wavefront work.
+"""Compiled loops (numba) for the entropy coder's per-wavefront work, and its range coder.
 
 The decoder's loop runs once per wavefront (316 times for a Kodak image at q4) on a few dozen
-positions, so each step's cost is the number of array operations, not the arithmetic: the
-frequency tables took a dozen numpy passes and the prior's first layer a gather, an embedding
-sum and four elementwise operations. Each is one pass here. Everything is integer arithmetic,
-so the results are the same numbers as the array code they replace (tests/test_kernels.py);
-the matrix products stay with torch's int8 kernels (VNNI/AMX), which no loop here would beat.
+positions, so each step's cost was the number of array operations, not the arithmetic: the
+frequency tables took a dozen numpy passes, the prior's first layer a gather, an embedding sum
+and four elementwise operations, and constriction's range decoder a float64 copy of every table.
+Here each is one pass: the tables (``excess_frequencies``), the first layer read in place from
+the grid (``first_layer``), the int8 layers' rescaling (``requantize``), the grouped priors'
+member logits, and constriction's queue range coder (32-bit words, 64-bit state) transcribed
+step for step, its decoder fused with the tables (``decode_symbols``) and its encoder fed each
+symbol's interval (``symbol_intervals``, ``RangeEncoder``). Everything is integer arithmetic, so
+the numbers are those of the array code and the words those of constriction
+(tests/test_kernels.py); the matrix products stay with torch's int8 kernels (VNNI/AMX).
 
-Compiled on first use and cached beside the module (numba's ``cache=True``), so a process pays
-the compilation once per machine and the import of numba (about 0.3 s) once.
+Compiled on first use and cached beside the module (numba's ``cache=True``): a process pays
+numba's import (about 0.3 s) and its first call (0.4-0.6 s), a new machine the compilation once.
 """
 
 from __future__ import annotations
