@@ -110,14 +110,11 @@ def stage_times(codec, trained: VQVAE, img: Image.Image) -> dict[str, float]:
     entropy.decode_grid(codec.prior, data, *idx.shape, rows)
     out["prior + range decode"] = time.perf_counter() - t
     out |= decoder_times(codec, trained, idx)
-    int8, codec.prior._int8 = codec.prior._int8, None
-    try:
-        old = entropy.encode_grid(codec.prior, idx)
-        t = time.perf_counter()
-        entropy.decode_grid(codec.prior, old, *idx.shape)
-        out["v0.1 prior + range decode"] = time.perf_counter() - t
-    finally:
-        codec.prior._int8 = int8
+    float_prior = IntegerPrior(codec.prior.cfg, prefixed(load_tensors(codec.info), "prior."), codec.device, int8=False)
+    old = entropy.encode_grid(float_prior, idx)
+    t = time.perf_counter()
+    entropy.decode_grid(float_prior, old, *idx.shape)
+    out["v0.1 prior + range decode"] = time.perf_counter() - t
     with decoder_path(codec, bf16=False):
         t = time.perf_counter()
         codec.pixels(idx)

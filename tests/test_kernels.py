@@ -56,12 +56,11 @@ def test_requantize_is_a_per_channel_floor_shift_and_clamp(low, high, dtype):
 
 @pytest.mark.parametrize("int8", [False, True])
 @pytest.mark.parametrize("batch", [1, 40])
-def test_compiled_features_equal_the_tensor_path(int8, batch, monkeypatch):
+def test_compiled_features_equal_the_tensor_path(int8, batch):
     """The CPU's compiled first layer computes what the torch operations (the path of other
     devices) compute, with and without the int8 matrix products."""
     cfg = PriorConfig(codebook_size=30, radius=2, hidden=16, layers=2)
-    monkeypatch.setattr("vqcodec.models.prior.int8_matmul_fast", lambda: int8)
-    prior = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=5, scale=4.0)))
+    prior = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=5, scale=4.0)), int8=int8)
     assert (prior._int8 is not None) == int8
     ctx = torch.randint(0, 31, (batch, len(causal_offsets(2))), generator=torch.Generator().manual_seed(batch))
     with torch.inference_mode():
@@ -72,10 +71,9 @@ def test_compiled_features_equal_the_tensor_path(int8, batch, monkeypatch):
 
 
 @pytest.mark.parametrize("int8", [False, True])
-def test_compiled_member_logits_equal_the_sparse_product(int8, monkeypatch):
+def test_compiled_member_logits_equal_the_sparse_product(int8):
     cfg = PriorConfig(codebook_size=32, radius=1, hidden=16, layers=1, groups=4)
-    monkeypatch.setattr("vqcodec.models.prior.int8_matmul_fast", lambda: int8)
-    prior = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=6, scale=4.0)))
+    prior = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=6, scale=4.0)), int8=int8)
     gen = torch.Generator().manual_seed(7)
     ctx = torch.randint(0, 33, (50, len(causal_offsets(1))), generator=gen)
     groups = torch.randint(0, 4, (50,), generator=gen)

@@ -94,12 +94,11 @@ def test_int8_matrix_products_give_the_float_networks_logits(batch, monkeypatch)
     """The path of CPUs with VNNI or AMX (int8 x int8 -> int32 products) computes exactly what the
     float path does; forced here, since this CPU may lack them."""
     cfg = PriorConfig(codebook_size=40, radius=2, hidden=24, layers=2, groups=8)
-    monkeypatch.setattr("vqcodec.models.prior.int8_matmul_fast", lambda: True)
-    fast = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=3, scale=3.0)))
-    assert fast._int8 is not None
+    tensors = IntegerPrior.export(tiny_prior(cfg, seed=3, scale=3.0))
+    fast, reference = IntegerPrior(cfg, tensors, int8=True), IntegerPrior(cfg, tensors, int8=False)
+    assert fast._int8 is not None and reference._int8 is None
     monkeypatch.setattr("vqcodec.models.prior.int8_matmul_fast", lambda: False)
-    reference = IntegerPrior(cfg, IntegerPrior.export(tiny_prior(cfg, seed=3, scale=3.0)))
-    assert reference._int8 is None
+    assert IntegerPrior(cfg, tensors)._int8 is None  # None: where the products are faster
     ctx = torch.randint(0, 41, (batch, len(causal_offsets(2))), generator=torch.Generator().manual_seed(batch))
     groups = torch.randint(0, 8, (batch,), generator=torch.Generator().manual_seed(batch))
     with torch.inference_mode():

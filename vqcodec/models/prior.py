@@ -236,7 +236,15 @@ class IntegerPrior:
     on CUDA, or a float32 matmul precision other than "highest") or the bounds do not hold.
     """
 
-    def __init__(self, cfg: PriorConfig, tensors: dict[str, torch.Tensor], device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        cfg: PriorConfig,
+        tensors: dict[str, torch.Tensor],
+        device: str | torch.device = "cpu",
+        int8: bool | None = None,
+    ):
+        """``int8``: whether the 1x1 layers run as int8 products on the CPU (None: where
+        ``int8_matmul_fast`` finds them faster); the same integers either way."""
         self.cfg = cfg
         self.device = torch.device(device)
         t = {name: v.to(self.device, torch.int64) for name, v in tensors.items()}
@@ -264,7 +272,7 @@ class IntegerPrior:
         hidden = [n < cfg.layers for n in range(len(integer))]
         shifted = [(w, b + 128 * w.sum(0) - (128 << k) * h, k) for (w, b, k), h in zip(integer, hidden, strict=True)]
         fits = all(int(b.abs().max()) + 128 * WEIGHT_MAX * w.shape[0] < 2**31 for w, b, _ in shifted)
-        if self.device.type == "cpu" and fits and int8_matmul_fast():
+        if self.device.type == "cpu" and fits and (int8_matmul_fast() if int8 is None else int8):
             self._int8 = [(w.to(torch.int8), b.numpy(), shift.numpy()) for w, b, shift in shifted]
         bound = int(t["table"].abs().amax()) * n_off + max(int(b.abs().amax()) for b in self._first[1:])
         for w, b, _ in self._layers:
