@@ -118,7 +118,9 @@ def test_held_ranges_do_not_follow_the_data_and_are_released_after():
 @pytest.mark.parametrize("factor", [2, 8])
 def test_float_convs_count_the_convolutions_from_the_end(factor):
     decoder, _ = tiny_decoder(factor)
-    convs = [n for n, layer in enumerate(int8.quantizable(decoder)) if not isinstance(layer, torch.nn.ReLU)]
+    convs = int8.convolutions(decoder)
+    assert convs == int8.convolutions(int8.quantizable(decoder)) and convs[-1] == len(decoder) - 1
+    assert all(isinstance(decoder[n], torch.nn.Conv2d | torch.nn.ConvTranspose2d) for n in convs)
     assert int8.float_start(decoder) == len(decoder) - 1
     assert int8.float_start(decoder, 2) == convs[-2] and isinstance(decoder[convs[-2]], torch.nn.Conv2d)
     assert len(int8.points(decoder, 2)) < len(int8.points(decoder))

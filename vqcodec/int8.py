@@ -57,11 +57,17 @@ def quantizable(decoder: nn.Sequential) -> nn.Sequential:
     return decoder
 
 
+def convolutions(decoder: nn.Sequential) -> list[int]:
+    """Indices of ``decoder``'s convolutions (a transposed one in either form; not those inside
+    residual blocks)."""
+    return [n for n, layer in enumerate(decoder) if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | nn.Sequential)]
+
+
 def float_start(decoder: nn.Sequential, float_convs: int = 1) -> int:
     """Index of the first of ``decoder``'s layers that run in float: from its ``float_convs``-th
     convolution from the end on (1: the last layer, to RGB, which is always float; 2: the
     full-resolution layer before it too, whose 8-bit activations cost a high-PSNR level most)."""
-    convs = [n for n, layer in enumerate(decoder) if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | nn.Sequential)]
+    convs = convolutions(decoder)
     if not 1 <= float_convs <= len(convs) - 1:
         raise ValueError(f"float_convs must be 1..{len(convs) - 1}, not {float_convs}")
     return convs[-float_convs]
@@ -309,8 +315,7 @@ class Int8Decoder(nn.Module):
 def shipped_float_convs(decoder: nn.Sequential, activation_ranges: torch.Tensor) -> int:
     """How many of ``decoder``'s last convolutions its shipped ranges leave in float: the one
     whose ``points`` the ranges are (they say it; no other metadata needed)."""
-    convs = sum(isinstance(layer, nn.Conv2d | nn.ConvTranspose2d) for layer in decoder)
-    for float_convs in range(1, convs):
+    for float_convs in range(1, len(convolutions(decoder))):
         if len(points(decoder, float_convs)) == len(activation_ranges):
             return float_convs
     raise ValueError(f"{len(activation_ranges)} activation ranges fit no int8 network of this decoder")
