@@ -22,6 +22,14 @@ TINY_GROUPED_PRIOR = dataclasses.replace(TINY_PRIOR, groups=4)
 TINY_AE = {"ae": AEConfig(channels=8, latent=6), "vae": AEConfig(channels=8, latent=6, hyper=4)}
 
 
+def constriction_weights(logits: torch.Tensor | np.ndarray) -> np.ndarray:
+    """The weights with which constriction's own coder codes exactly the format's tables (the
+    tests' oracle for vqcodec's range coder)."""
+    from vqcodec import entropy
+
+    return (entropy.frequencies(logits) - 1).astype(np.float64)
+
+
 def tiny_prior(cfg: PriorConfig = TINY_PRIOR, seed: int = 0, scale: float = 1.0) -> PixelCNNPrior:
     """A random prior with quantization switched on; ``scale`` sharpens its distributions."""
     torch.manual_seed(seed)

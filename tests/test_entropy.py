@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from vqcodec import entropy
 from vqcodec.models.prior import IntegerPrior, PriorConfig
 
-from .conftest import tiny_prior
+from .conftest import constriction_weights, tiny_prior
 
 
 def make_prior(scale: float, seed: int = 0, k: int = 16, radius: int = 1, groups: int = 1) -> IntegerPrior:
@@ -20,11 +20,6 @@ def make_prior(scale: float, seed: int = 0, k: int = 16, radius: int = 1, groups
     if groups > 1:
         prior.set_code_order(torch.randperm(k, generator=torch.Generator().manual_seed(seed)))
     return IntegerPrior(cfg, IntegerPrior.export(prior))
-
-
-def constriction_weights(logits: torch.Tensor) -> np.ndarray:
-    """The weights with which constriction's own coder codes exactly the format's tables."""
-    return (entropy.frequencies(logits) - 1).astype(np.float64)
 
 
 def test_exp_table_is_fixed():

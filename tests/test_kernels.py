@@ -6,7 +6,7 @@ import torch
 from vqcodec import entropy, kernels
 from vqcodec.models.prior import IntegerPrior, PriorConfig, causal_offsets
 
-from .conftest import tiny_prior
+from .conftest import constriction_weights, tiny_prior
 
 
 def test_kernels_compile_where_no_cache_location_is_writable(monkeypatch):
@@ -88,7 +88,7 @@ def constriction_stream(tables: list[np.ndarray], symbols: list[np.ndarray]) -> 
     encoder = constriction.stream.queue.RangeEncoder()
     model = constriction.stream.model.Categorical(perfect=False)
     for logits, coded in zip(tables, symbols, strict=True):
-        encoder.encode(coded.astype(np.int32), model, (entropy.frequencies(logits) - 1).astype(np.float64))
+        encoder.encode(coded.astype(np.int32), model, constriction_weights(logits))
     return encoder.get_compressed()
 
 
