@@ -126,3 +126,68 @@ def test_float_convs_count_the_convolutions_from_the_end(factor):
     assert len(int8.points(decoder, 2)) < len(int8.points(decoder))
     with pytest.raises(ValueError, match="float_convs must be"):
         int8.float_start(decoder, len(convs))
+
+
+def grown_decoder(factor: int) -> tuple[torch.nn.Sequential, torch.Tensor]:
+    """A tiny decoder with an extra residual block, every weight random."""
+    _, codes = tiny_decoder(factor)
+    decoder = grow_decoder(VQVAE(dataclasses.replace(TINY_VQVAE, downsample=factor)), 1).decoder
+    with torch.no_grad():
+        for p in decoder.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return decoder, codes
+
+
+def channel_peaks(decoder: torch.nn.Sequential, codes: torch.Tensor) -> list[torch.Tensor]:
+    """The per-channel peak magnitude of each activation between two convolutions."""
+    outputs = {}
+    observed = [m for _, modules, _ in int8._activations(decoder) for m in modules]
+
+    def peak(module: torch.nn.Module, _, y: torch.Tensor) -> None:  # at once: a block's ReLU overwrites y
+        outputs[module] = y.abs().amax((0, 2, 3))
+
+    hooks = [m.register_forward_hook(peak) for m in observed]
+    with torch.no_grad():
+        decoder(codes)
+    for hook in hooks:
+        hook.remove()
+    return [torch.stack([outputs[m] for m in modules]).amax(0) for _, modules, _ in int8._activations(decoder)]
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_equalizing_a_decoder_keeps_its_function_and_evens_its_channels(factor):
+    decoder, codes = grown_decoder(factor)
+    before = copy.deepcopy(decoder.state_dict())
+    even = int8.equalize(decoder, codes, alpha=1.0)
+    assert all(torch.equal(v, before[k]) for k, v in decoder.state_dict().items())  # a copy: the original stays
+    with torch.no_grad():
+        assert torch.allclose(even(codes), decoder(codes), atol=1e-5)
+        assert torch.allclose(int8.equalize(decoder, codes, alpha=0.0)(codes), decoder(codes), atol=1e-6)
+    # the residual stream, the blocks' inner activations and the upsampled ones: 3 + a factor-8 stage
+    assert len(int8._activations(decoder)) == 4 + 1 + (factor == 8)
+    for uneven, evened in zip(channel_peaks(decoder, codes), channel_peaks(even, codes), strict=True):
+        assert float(uneven.min() / uneven.max()) < 0.9
+        assert torch.allclose(evened, evened.max().expand_as(evened), rtol=1e-4)  # alpha 1: every channel alike
+
+
+@needs_engine
+def test_equalizing_quantizes_a_channel_of_small_range_finer():
+    """One channel of the residual stream a hundred times smaller than the rest (the same function):
+    the int8 network of the equalized decoder is closer to the float decoder."""
+    decoder, codes = grown_decoder(4)
+    with torch.no_grad():
+        decoder[0].weight[0] *= 0.01
+        decoder[0].bias[0] *= 0.01
+        for block in (decoder.get_submodule("1"), decoder.extra0):
+            block.conv1.weight[:, 0] *= 100
+            block.conv2.weight[0] *= 0.01
+            block.conv2.bias[0] *= 0.01
+        decoder.get_submodule("3").weight[0] *= 100  # the transposed convolution's input channel 0
+        exact = decoder(codes)
+
+    def error(decoder: torch.nn.Sequential) -> float:
+        fast = int8.int8_decoder(decoder, int8.ranges(calibrated(decoder, codes), decoder))
+        with torch.no_grad():
+            return float((fast(codes) - exact).square().mean())
+
+    assert error(int8.equalize(decoder, codes)) < 0.5 * error(decoder)

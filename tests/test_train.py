@@ -427,14 +427,14 @@ def test_decoder_of_a_weights_file_is_finetuned_and_its_files_still_decode(
     api._load.cache_clear()
 
 
-@pytest.mark.parametrize("float_convs", [1, 2])
+@pytest.mark.parametrize("float_convs, equalize", [(1, 0.5), (2, 0.0)])
 def test_a_decoder_trained_for_int8_resumes_exports_and_decodes_the_files_it_supersedes(
-    folders, tmp_path, tiny_weights, monkeypatch, float_convs
+    folders, tmp_path, tiny_weights, monkeypatch, float_convs, equalize
 ):
     """Quantization-aware decoder training: its run resumes, its export folds the network back
     into the float layout with the activation ranges beside it, and the new codec decodes the
     old model's files in int8 where the CPU is fast at it, in float elsewhere; with its last
-    convolution, or its last two, in float."""
+    convolution, or its last two, in float; equalized first, or not."""
     from vqcodec import codec as codec_module
     from vqcodec import int8
 
@@ -442,8 +442,9 @@ def test_a_decoder_trained_for_int8_resumes_exports_and_decodes_the_files_it_sup
     data = VQCodec.from_weights(old).compress(smooth_image(40, 48))
     for steps in (2, 4):
         cfg = train_config(folders, tmp_path / "dec", steps)
-        finetune_decoder(load_vqvae(tiny_weights), cfg, tiny_weights, int8=float_convs)
-    assert json.loads((tmp_path / "dec" / "config.json").read_text())["int8"] == float_convs
+        finetune_decoder(load_vqvae(tiny_weights), cfg, tiny_weights, int8=float_convs, equalize=equalize)
+    config = json.loads((tmp_path / "dec" / "config.json").read_text())
+    assert (config["int8"], config["int8_equalize"]) == (float_convs, equalize)
     assert [line["step"] for line in lines(tmp_path / "dec" / "metrics.jsonl") if "val_psnr" in line] == [0, 2, 4]
     new = export_codec(str(tmp_path / "dec"), tiny_weights, "tiny", 1, str(tmp_path / "new.safetensors"), None)
     assert new.meta["training"]["steps"]["decoder"] == 4 and old.model_id in new.decodes

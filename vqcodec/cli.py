@@ -615,9 +615,16 @@ def train_vqvae_cmd(ctx, init_from, config_file, **options) -> None:
     show_default=True,
     help="With --int8: the decoder's last convolutions that stay float (2: the full-resolution one too).",
 )
+@click.option(
+    "--int8-equalize",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="With --int8: first bring each activation's channels toward one range, with this exponent (0: not).",
+)
 @train_options
 @click.pass_context
-def train_decoder_cmd(ctx, vqvae_src, grow, for_int8, int8_float_convs, config_file, **options) -> None:
+def train_decoder_cmd(ctx, vqvae_src, grow, for_int8, int8_float_convs, int8_equalize, config_file, **options) -> None:
     """Optional stage: more decoder-only steps (encoder and codebook frozen, so indices do not change)."""
     from vqcodec.models.vqvae import VQVAEConfig, grow_decoder
     from vqcodec.runs import load_vqvae
@@ -626,7 +633,8 @@ def train_decoder_cmd(ctx, vqvae_src, grow, for_int8, int8_float_convs, config_f
     _, cfg = stage_configs(config_file, VQVAEConfig, options, ctx)
     vqvae = load_vqvae(vqvae_src)
     int8 = int8_float_convs if for_int8 else 0
-    finetune_decoder(grow_decoder(vqvae, grow) if grow else vqvae, cfg, vqvae_src, int8=int8)
+    model = grow_decoder(vqvae, grow) if grow else vqvae
+    finetune_decoder(model, cfg, vqvae_src, int8=int8, equalize=int8_equalize if for_int8 else 0.0)
 
 
 @train.command("prior")

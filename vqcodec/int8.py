@@ -8,7 +8,9 @@ training: Jacob et al., "Quantization and Training of Neural Networks for Effici
 Integer-Arithmetic-Only Inference", CVPR 2018), it loses about none. ``vqcodec train decoder
 --int8`` trains the fake-quantized network of ``prepare``; the activation ranges it settles on
 ship with the weights (the tensor ``RANGES``), so every machine builds the same int8 network
-from the same numbers and none calibrates anything.
+from the same numbers and none calibrates anything. Training starts from the decoder's
+``equalize``d form (the same function, each activation's channels brought toward one range),
+which makes up for the engine's single scale per activation tensor.
 
 Transposed convolutions are trained and run as their sub-pixel form (the x86 engine has no
 per-channel weights for them), with the taps that form does not have held at zero and the four
@@ -31,6 +33,7 @@ from torch import nn
 from vqcodec.models.vqvae import VQVAE, ResBlock, VQVAEConfig, subpixel, transposed
 
 RANGES = "int8.ranges"  # (len(points), 2) float32: the (min, max) of each quantized activation
+EQUALIZE = 0.5  # the exponent of ``equalize`` that int8 training starts from
 
 
 @contextmanager
@@ -71,6 +74,74 @@ def float_start(decoder: nn.Sequential, float_convs: int = 1) -> int:
     if not 1 <= float_convs <= len(convs) - 1:
         raise ValueError(f"float_convs must be 1..{len(convs) - 1}, not {float_convs}")
     return convs[-float_convs]
+
+
+def _activations(decoder: nn.Sequential) -> list[tuple[list[nn.Module], list[nn.Module], list[nn.Module]]]:
+    """(writers, observed, readers) of each activation of ``decoder`` that a convolution writes
+    and another reads: the convolutions that write its channels, the modules whose outputs hold
+    them, the convolutions that read them. A residual stream is one activation, written by the
+    convolution before the blocks and by each block's second convolution."""
+    out, current = [], None
+    for layer in decoder:
+        if isinstance(layer, ResBlock):
+            current[0].append(layer.conv2)
+            current[1].extend((layer.conv2, layer))
+            current[2].append(layer.conv1)
+            out.append(([layer.conv1], [layer.conv1], [layer.conv2]))
+        elif isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
+            if current is not None:
+                current[2].append(layer)
+                out.append(current)
+            current = ([layer], [layer], [])
+    return out
+
+
+def _rescale(layer: nn.Conv2d | nn.ConvTranspose2d, k: torch.Tensor, outputs: bool) -> None:
+    """Multiply ``layer``'s output channels by ``k`` (``outputs``), or divide its input channels."""
+    axis = int(isinstance(layer, nn.ConvTranspose2d)) ^ int(not outputs)  # weights: (out, in) or (in, out)
+    shape = [1] * layer.weight.dim()
+    shape[axis] = -1
+    if outputs:
+        layer.weight.mul_(k.view(shape))
+        layer.bias.mul_(k)
+    else:
+        layer.weight.div_(k.view(shape))
+
+
+@torch.no_grad()
+def equalize(decoder: nn.Sequential, latents: torch.Tensor, alpha: float = EQUALIZE) -> nn.Sequential:
+    """A copy of ``decoder`` computing the same function, with the channels of each activation
+    between two convolutions brought toward one range: channel c, whose largest magnitude over
+    ``latents`` is m_c, multiplied by (max m / m_c) ** ``alpha`` in the convolutions that write
+    it and divided out of those that read it (ReLU(k x) = k ReLU(x) for k > 0). The x86 engine
+    quantizes activations with one scale per tensor, so a channel of small range gets few of the
+    256 levels; rescaled, it gets more, while the weights that read it, quantized per output
+    channel, get coarser: ``alpha`` trades the two (cross-layer equalization, Nagel et al.,
+    "Data-Free Quantization Through Weight Equalization and Bias Correction", ICCV 2019; the
+    exponent as in SmoothQuant, Xiao et al., ICML 2023). q6, quantized after training, loses
+    0.079 dB without it and 0.032 dB with alpha 0.5 (8 validation images)."""
+    decoder = copy.deepcopy(decoder)
+    groups = _activations(decoder)
+    peaks: dict[nn.Module, torch.Tensor] = {}
+
+    def observe(module: nn.Module, _, output: torch.Tensor) -> None:
+        peak = output.detach().abs().amax(dim=(0, 2, 3)).float()
+        peaks[module] = torch.maximum(peaks[module], peak) if module in peaks else peak
+
+    hooks = [m.register_forward_hook(observe) for group in groups for m in group[1]]
+    try:
+        decoder(latents)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for writers, observed, readers in groups:
+        m = torch.stack([peaks[module] for module in observed]).amax(0)
+        k = (m.max() / m.clamp_min(m.max() * 1e-3)) ** alpha
+        for layer in writers:
+            _rescale(layer, k, outputs=True)
+        for layer in readers:
+            _rescale(layer, k, outputs=False)
+    return decoder
 
 
 def qconfig_mapping(decoder: nn.Sequential, float_convs: int = 1):

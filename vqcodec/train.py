@@ -388,7 +388,19 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig, init: str | None = Non
     return run.final.eval()
 
 
-def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, source: str | None = None, int8: int = 0) -> VQVAE:
+def calibration_latents(vqvae: VQVAE, cfg: TrainConfig) -> torch.Tensor:
+    """The quantized latents of INT8_CALIBRATION training batches (seeded): what an int8
+    decoder's activation ranges are first measured on."""
+    data = CropDataset(cfg.data, cfg.crop, tuple(cfg.scales), limit=cfg.data_limit)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x = torch.cat([data.batch(cfg.batch, gen) for _ in range(INT8_CALIBRATION)])
+    with torch.no_grad():
+        return vqvae.quantizer.lookup(vqvae.encode(x))
+
+
+def finetune_decoder(
+    vqvae: VQVAE, cfg: TrainConfig, source: str | None = None, int8: int = 0, equalize: float = 0.0
+) -> VQVAE:
     """Train only the decoder of a trained VQ-VAE, encoder and codebook frozen (``source``: where
     it came from, a run directory or weights file, recorded for the export's metadata).
 
@@ -396,17 +408,21 @@ def finetune_decoder(vqvae: VQVAE, cfg: TrainConfig, source: str | None = None, 
     decoder gets more steps for the same time: its pass is about half of the model's cost.
     ``int8`` > 0: train the decoder for int8 inference (``vqcodec.int8``) with its last ``int8``
     convolutions in float: its fake-quantized network, whose activation ranges stop following
-    the batches for the last INT8_FROZEN of the run.
+    the batches for the last INT8_FROZEN of the run, starting from the decoder's ``equalize``d
+    form of that exponent (0: as it is).
     """
     seed_everything(cfg)
     vqvae.eval()  # no EMA codebook updates
     for p in [*vqvae.encoder.parameters(), *vqvae.quantizer.parameters()]:
         p.requires_grad_(False)
     if int8:
+        if equalize and not (Path(cfg.out) / CHECKPOINT).exists():  # (a resumed run's weights are equalized)
+            vqvae.decoder = int8_decoder.equalize(vqvae.decoder, calibration_latents(vqvae, cfg), equalize)
         example = vqvae.quantizer.lookup(torch.zeros(1, 8, 8).long())
         vqvae.decoder = int8_decoder.prepare(vqvae.decoder, example, int8)
     base = {"source": str(source), **vqvae_origin(source), "training": training_record(source)} if source else {}
-    run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base, **({"int8": int8} if int8 else {}))
+    extra = {"int8": int8, "int8_equalize": equalize} if int8 else {}
+    run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base, **extra)
     data = run.data(cfg.data)
 
     def validate() -> None:
