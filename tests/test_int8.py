@@ -80,6 +80,7 @@ def test_the_int8_decoder_computes_what_pytorch_converts_the_trained_network_to(
     assert int8.shipped_float_convs(decoder, ranges) == float_convs
     fast = int8.int8_decoder(decoder, ranges)
     assert len(fast.last) > (float_convs > 1)  # the float layers: the last, or more
+    assert (fast.rgb is not None) == (factor == 2 and float_convs == 1)  # the last alone, from 8 bits
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference = convert_fx(copy.deepcopy(net).eval())(codes)

@@ -143,3 +143,22 @@ def test_symbol_intervals_are_the_tables_cumulative_frequencies():
     freq = entropy.frequencies(logits)
     got = entropy.intervals(torch.from_numpy(logits), torch.tensor([2, 3]))
     assert got.tolist() == [[int(freq[0, :2].sum()), int(freq[0, 2])], [int(freq[1, :3].sum()), int(freq[1, 3])]]
+
+
+@pytest.mark.parametrize("h, w, c, o", [(1, 1, 4, 3), (5, 7, 16, 3), (9, 4, 8, 5)])
+def test_the_uint8_convolution_is_the_float_convolution_of_the_dequantized_activation(h, w, c, o):
+    """conv3x3_uint8 against torch's convolution of the dequantized values, zero padding at
+    every border, whatever rows each call writes."""
+    rng = np.random.default_rng(h * w)
+    values = rng.integers(0, 256, (h, w, c)).astype(np.uint8)
+    scale, zero_point = 0.03, 17
+    conv = torch.nn.Conv2d(c, o, 3, padding=1)
+    weight = conv.weight.detach().permute(0, 3, 2, 1).reshape(o, -1).contiguous().numpy()
+    bias = conv.bias.detach().numpy()
+    out = np.full((o, h, w), np.nan, np.float32)
+    for start, stop in ((0, h // 2), (h // 2, h)):
+        kernels.conv3x3_uint8(values, zero_point, scale, weight, bias, out, start, stop)
+    x = (torch.from_numpy(values).permute(2, 0, 1)[None].float() - zero_point) * scale
+    with torch.no_grad():
+        expected = conv(x)[0].numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
