@@ -192,3 +192,13 @@ def test_equalizing_quantizes_a_channel_of_small_range_finer():
             return float((fast(codes) - exact).square().mean())
 
     assert error(int8.equalize(decoder, codes)) < 0.5 * error(decoder)
+
+
+def test_phase_convolutions_refuse_taps_a_transposed_convolution_lacks():
+    decoder, _ = tiny_decoder(4)
+    layer = subpixel(decoder.get_submodule("3"))
+    assert len(int8.phase_convolutions(layer)) == 4
+    with torch.no_grad():
+        layer[0].weight[0, 0, 2, 2] = 1.0  # phase (0, 0) reads rows and columns -1 and 0 only
+    with pytest.raises(ValueError, match="taps"):
+        int8.phase_convolutions(layer)
