@@ -447,7 +447,7 @@ def rgb_operands(last: nn.Sequential) -> tuple[np.ndarray, np.ndarray] | None:
     """(weights (O, 9 C) in (column, row, channel) order, bias) of a float tail that is a single
     3x3 convolution with padding 1 (a factor-2 decoder's last layer, to RGB at full resolution),
     which ``kernels.conv3x3_uint8`` computes from the 8-bit activation: on a q6 network, a Kodak
-    image, 0.65x the time of dequantizing it and oneDNN's convolution. None for any other tail
+    image, one thread: 0.65x the time of dequantizing it and oneDNN's convolution. None for any other tail
     (a sub-pixel convolution's 12 outputs oneDNN computes faster)."""
     if len(last) != 1 or not isinstance(last[0], nn.Conv2d):
         return None
