@@ -1,4 +1,5 @@
-"""Compiled loops (numba) for the entropy coder's per-wavefront work, and its range coder.
+"""Compiled loops (numba) for the entropy coder's per-wavefront work and its range coder, and
+the int8 decoder's float last layer at factor 2 (``conv3x3_uint8``).
 
 The decoder's loop runs once per wavefront (316 times for a Kodak image at q4) on a few dozen
 positions, so each step's cost was the number of array operations, not the arithmetic: the
