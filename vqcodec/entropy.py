@@ -202,9 +202,10 @@ def encode_grid(
         return np.concatenate([part[a:b] for a, b in pairwise(bounds) for part in parts])
 
     # the intervals need no order: the CPU's threads compute them side by side (the compiled loops
-    # and torch's products release the GIL) while this thread codes them in order
+    # and torch's products release the GIL) while this thread codes them in order; each worker on
+    # one thread, which a new OS thread is not until told (OpenMP's default is every core)
     workers = torch.get_num_threads() if prior.device.type == "cpu" else 1
-    with one_thread(), ThreadPoolExecutor(workers) as pool:
+    with one_thread(), ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         for part in in_order(pool, coded, range(0, len(waves), group), ahead=2 * workers):
             encoder.encode(part)
     return encoder.words().astype("<u4").tobytes()
