@@ -1,6 +1,6 @@
 """vqcodec: learned image compression with a VQ-VAE, an integer PixelCNN prior and range coding."""
 
-__version__ = "0.21.0"  # before the imports: modules read it
+__version__ = "0.22.0"  # before the imports: modules read it
 
 from vqcodec.api import compress, decompress, load_codec
 from vqcodec.errors import BitstreamError, ImageError, ModelError, VQCodecError
