@@ -16,7 +16,8 @@ Each point is turned into PSNR at fixed rates (0.25 and 0.5 bpp, interpolated in
 between the levels around it; none where the levels do not reach the rate). The points merge
 into docs/compute-curves.json (runs/ is not committed: this file is what the next session
 sees) and are plotted in docs/compute-curves.png, with the exported models' Kodak numbers
-(measured, never used to choose) printed beside them.
+(measured, never used to choose) printed beside them; docs/level-curves.png plots each vq
+level's points as its offset at equal rate from the latest ladder's curve.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def psnr_at(bpps: list[float], psnrs: list[float], rate: float) -> float | None:
             t = (math.log(rate) - math.log(r0)) / (math.log(r1) - math.log(r0))
             return p0 + t * (p1 - p0)
     return None
+
+
+def offset_from(bpps: list[float], psnrs: list[float], rate: float, psnr: float) -> float:
+    """How far (dB) ``psnr`` at ``rate`` lies above the curve of the points, interpolated in
+    log-rate (and extended along its end segments beyond them)."""
+    pairs = sorted(zip(bpps, psnrs, strict=True))
+    (r0, p0), (r1, p1) = next((pair for pair in itertools.pairwise(pairs) if rate <= pair[1][0]), tuple(pairs[-2:]))
+    return psnr - (p0 + (math.log(rate) - math.log(r0)) / (math.log(r1) - math.log(r0)) * (p1 - p0))
 
 
 def baseline_points(run: Path) -> list[dict]:
@@ -241,6 +250,35 @@ def plot(store: dict, kodak: dict[str, tuple[float, list[float], list[float]]], 
     plt.close(fig)
 
 
+def plot_levels(ladders: list[dict], path: Path) -> None:
+    """Each vq level's validation PSNR at equal rate, as its offset from the latest ladder's curve,
+    against the ladder's training core-hours: a learning curve per level (flat at zero: that level
+    no longer moves)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    latest = ladders[-1]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for level in range(len(latest["bpp"])):
+        pts = [
+            (p["core_hours"], offset_from(latest["bpp"], latest["psnr"], p["bpp"][level], p["psnr"][level]))
+            for p in ladders
+            if level < len(p["bpp"])
+        ]
+        ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=f"q{level + 1}")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlabel("training core-hours of the vq ladder (GPU-hours not counted)")
+    ax.set_ylabel("dB above the latest ladder at equal rate")
+    ax.set_title("Each level's validation PSNR at equal rate, release by release (BSDS500 val)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=ROOT / "runs")
@@ -270,13 +308,14 @@ def main() -> None:
     path.write_text(json.dumps(store, indent=1) + "\n")
     kodak = shipped_kodak()
     plot(store, kodak, args.out / "compute-curves.png")
+    plot_levels(points["vq"], args.out / "level-curves.png")
     for family in FAMILIES:
         for p in points.get(family, [])[-3:]:
             gpu = f" + {p['gpu_hours']:.2f} GPU-h" if p.get("gpu_hours") else ""
             print(f"{family:>4} {p['core_hours']:7.2f} core-h{gpu}: {at_rates(p['bpp'], p['psnr'])}")
     for family, (hours, bpps, psnrs) in kodak.items():
         print(f"{family:>4} shipped, Kodak, {hours:.2f} core-h: {at_rates(bpps, psnrs)}")
-    print(f"wrote {path} and {args.out / 'compute-curves.png'}")
+    print(f"wrote {path}, {args.out / 'compute-curves.png'} and {args.out / 'level-curves.png'}")
 
 
 if __name__ == "__main__":
