@@ -37,22 +37,17 @@ RATES = (0.25, 0.5)
 FAMILIES = ("vq", "ae", "vae")
 
 
-def psnr_at(bpps: list[float], psnrs: list[float], rate: float) -> float | None:
-    """PSNR at ``rate`` bpp, interpolated linearly in log-rate between the nearest points around it."""
-    pairs = sorted(zip(bpps, psnrs, strict=True))
-    for (r0, p0), (r1, p1) in itertools.pairwise(pairs):
-        if r0 <= rate <= r1 and r1 > r0:
-            t = (math.log(rate) - math.log(r0)) / (math.log(r1) - math.log(r0))
-            return p0 + t * (p1 - p0)
-    return None
-
-
-def offset_from(bpps: list[float], psnrs: list[float], rate: float, psnr: float) -> float:
-    """How far (dB) ``psnr`` at ``rate`` lies above the curve of the points, interpolated in
-    log-rate (and extended along its end segments beyond them)."""
-    pairs = sorted(zip(bpps, psnrs, strict=True))
-    (r0, p0), (r1, p1) = next((pair for pair in itertools.pairwise(pairs) if rate <= pair[1][0]), tuple(pairs[-2:]))
-    return psnr - (p0 + (math.log(rate) - math.log(r0)) / (math.log(r1) - math.log(r0)) * (p1 - p0))
+def psnr_at(bpps: list[float], psnrs: list[float], rate: float, extend: bool = False) -> float | None:
+    """PSNR at ``rate`` bpp, interpolated linearly in log-rate between the nearest points around it;
+    beyond the points, None, or with ``extend`` the line of the end segment on that side."""
+    segments = list(itertools.pairwise(sorted(zip(bpps, psnrs, strict=True))))
+    segment = next(((a, b) for a, b in segments if a[0] <= rate <= b[0] and b[0] > a[0]), None)
+    if segment is None and extend and segments:
+        segment = segments[0] if rate < segments[0][0][0] else segments[-1]
+    if segment is None:
+        return None
+    (r0, p0), (r1, p1) = segment
+    return p0 + (math.log(rate) - math.log(r0)) / (math.log(r1) - math.log(r0)) * (p1 - p0)
 
 
 def baseline_points(run: Path) -> list[dict]:
@@ -263,7 +258,7 @@ def plot_levels(ladders: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.2))
     for level in range(len(latest["bpp"])):
         pts = [
-            (p["core_hours"], offset_from(latest["bpp"], latest["psnr"], p["bpp"][level], p["psnr"][level]))
+            (p["core_hours"], p["psnr"][level] - psnr_at(latest["bpp"], latest["psnr"], p["bpp"][level], extend=True))
             for p in ladders
             if level < len(p["bpp"])
         ]
