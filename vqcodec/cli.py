@@ -684,6 +684,24 @@ baseline_command("ae", 0)
 baseline_command("vae", 64)
 
 
+@train.command("hvq")
+@click.option(
+    "--init",
+    "init_from",
+    default=None,
+    help="Start from this variable-rate VAE (a run directory or its pack, e.g. checkpoints/vae.pt) of the same shape.",
+)
+@train_options
+@click.pass_context
+def train_hvq_cmd(ctx, init_from, config_file, **options) -> None:
+    """Train the variable-rate hyper-VQ model (hyperprior transform, shared codebook, per-rate gains)."""
+    from vqcodec.models.hypervq import HyperVQConfig
+    from vqcodec.train import train_baseline
+
+    model_cfg, cfg = stage_configs(config_file, HyperVQConfig, options, ctx)
+    train_baseline(model_cfg, cfg, init_from)
+
+
 @train.command("export")
 @click.option("--vqvae", "vqvae_dir", help="VQ codec: the trained VQ-VAE (run directory or weights file).")
 @click.option(

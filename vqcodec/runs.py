@@ -35,6 +35,17 @@ def load_run(out: str | Path) -> tuple[dict, dict]:
     return config, state.get("average", state["model"])
 
 
+def read_run_weights(source: str | Path) -> tuple[dict, dict, dict]:
+    """(config, float32 weights, training budget) of a run directory or of its pack (``pack_run``)."""
+    source = Path(source)
+    if source.is_dir():
+        config, state = load_run(source)
+        return config, state, torch.load(source / CHECKPOINT, weights_only=False)["budget"]
+    packed = torch.load(source, weights_only=False, map_location="cpu")
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in packed["weights"].items()}
+    return json.loads(packed["config"]), weights, packed["budget"]
+
+
 def run_budget(out: str | Path) -> dict:
     """Training time of a run directory: wall seconds, core-hours (CPU time, summed over
     every session), the thread count, precision and device."""

@@ -30,7 +30,8 @@ from tqdm import tqdm
 from vqcodec import int8 as int8_decoder
 from vqcodec.data import CropDataset, image_files, load_rgb, shard_items, to_tensor
 from vqcodec.hardware import bf16_supported
-from vqcodec.models.ae import AEConfig, FactorizedAE, HyperpriorVAE, make_model
+from vqcodec.models.ae import AEConfig, FactorizedAE, HyperpriorVAE, grow_levels, make_model
+from vqcodec.models.hypervq import HyperpriorVQ, HyperVQConfig, from_hyperprior_vae
 from vqcodec.models.prior import PixelCNNPrior, PriorConfig, float_state
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
 from vqcodec.quantization import grouped_order, usage_stats
@@ -39,6 +40,7 @@ from vqcodec.runs import (
     continued_from,
     load_run,
     read_prior,
+    read_run_weights,
     read_vqvae,
     same_codebook,
     training_record,
@@ -458,7 +460,9 @@ def finetune_decoder(
 
 
 @torch.no_grad()
-def validate_baseline(model: FactorizedAE | HyperpriorVAE, folder: str, limit: int) -> dict[str, float | list]:
+def validate_baseline(
+    model: FactorizedAE | HyperpriorVAE | HyperpriorVQ, folder: str, limit: int
+) -> dict[str, float | list]:
     """Mean PSNR and estimated bpp (rounded latents under the model's own densities) on whole
     images, at every level of the model (lists for a variable-rate model)."""
     model.eval()
@@ -479,19 +483,43 @@ def validate_baseline(model: FactorizedAE | HyperpriorVAE, folder: str, limit: i
     return {"val_psnr": psnrs, "val_bpp": bpps}
 
 
-def train_baseline(model_cfg: AEConfig, cfg: TrainConfig, init: str | None = None) -> torch.nn.Module:
-    """Train an AE or VAE baseline on bpp + lambda * 255**2 * MSE (the rate-distortion Lagrangian).
+def hypervq_from_vae(model: HyperpriorVQ, source: str) -> dict:
+    """Start a hyper-VQ model from a trained variable-rate scale-hyperprior VAE (a run directory
+    or its pack) of the same transform shape: its transforms, gains (grown to the model's
+    lambdas), hyperprior and side-information densities (``from_hyperprior_vae``). Returns the
+    source's record for the run's configuration, its training budget included."""
+    config, state, budget = read_run_weights(source)
+    old = tuple(config["model"]["lambdas"])
+    state = from_hyperprior_vae(grow_levels(state, old, model.cfg.lambdas), model.cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) != {"codebook", "tables"}:
+        raise ValueError(f"{source} is no hyperprior VAE of this shape: missing {missing}, unexpected {unexpected}")
+    return {"source": str(source), "model": config["model"], "budget": budget}
+
+
+def train_baseline(model_cfg: AEConfig | HyperVQConfig, cfg: TrainConfig, init: str | None = None) -> torch.nn.Module:
+    """Train an AE or VAE baseline, or the hyper-VQ model, on bpp + lambda * 255**2 * MSE (the
+    rate-distortion Lagrangian).
 
     A variable-rate model (``model_cfg.lambdas``) takes its levels in turn, one per step, so
     each level has the same number of steps. ``init`` starts a new run from another run's
-    weights (a model trained at another lambda): the rate points of a one-lambda family share
-    most of their training this way.
+    weights (a baseline trained at another lambda: the rate points of a one-lambda family share
+    most of their training this way; for the hyper-VQ model, a trained VAE: ``hypervq_from_vae``).
     """
     seed_everything(cfg)
-    model = make_model(model_cfg).train()
-    if init is not None:
-        model.load_state_dict(load_run(init)[1])
-    run = Run(cfg, model, model_cfg.to_dict(), model_cfg.family, init=load_run(init)[0] if init else {})
+    if isinstance(model_cfg, HyperVQConfig):
+        model = HyperpriorVQ(model_cfg).train()
+        origin = hypervq_from_vae(model, init) if init and not (Path(cfg.out) / CHECKPOINT).exists() else {}
+    else:
+        model = make_model(model_cfg).train()
+        if init is not None:
+            model.load_state_dict(load_run(init)[1])
+        origin = load_run(init)[0] if init else {}
+    run = Run(cfg, model, model_cfg.to_dict(), model_cfg.family, init=origin)
+    if "budget" in origin and run.step == 0:  # the warm start's training counts in this model's budget
+        run.budget = dict(origin["budget"])
+    if init and run.step == 0 and run.rank == 0:  # a warm start's first point of the learning curve
+        run.log(**validate_baseline(run.final, cfg.val, cfg.val_images))
     data = run.data(cfg.data)
     levels = model_cfg.levels
     while run.running:
