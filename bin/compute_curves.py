@@ -187,7 +187,7 @@ def shipped_kodak() -> dict[str, tuple[float, list[float], list[float]]]:
     for family in FAMILIES:
         if all("kodak_bpp" in info.metrics for info in levels(family)):
             bpps, psnrs = kodak_curve(family)
-            out[family] = (training_core_hours(family)[0], bpps.tolist(), psnrs.tolist())
+            out[family] = (training_core_hours(family).hours, bpps.tolist(), psnrs.tolist())
     return out
 
 

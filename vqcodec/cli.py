@@ -328,8 +328,8 @@ def models(as_json) -> None:
             "quality": i.quality,
             "id": i.model_id.hex(),
             "file": i.path.name,
-            "core_hours_recorded": round(i.recorded_core_hours[0], 3),
-            "every_stage_recorded": i.recorded_core_hours[1],
+            "core_hours_recorded": round(i.recorded_core_hours.hours, 3),
+            "every_stage_recorded": i.recorded_core_hours.complete,
             "core_hours_estimated_in_part": i.estimated_core_hours,
             "gpu_hours_recorded": round(i.recorded_gpu_hours, 3),
             "levels_sharing_training": len(i.meta.get("training", {}).get("lambdas", [])) or 1,
@@ -486,71 +486,72 @@ def require_eval_extras() -> None:
         )
 
 
+TRAIN_OPTIONS: dict[str, dict] = {  # the TrainConfig fields the command line sets, and how
+    "out": {"required": True, "help": "Run directory (checkpoints, metrics.jsonl); resumes if present."},
+    "steps": {"help": "Training steps (the schedule's length)."},
+    "batch": {"help": "Images per step."},
+    "crop": {"help": "Crop size (pixels; index cells for the prior)."},
+    "lr": {"help": "Peak learning rate (warm-up, then a cosine decay)."},
+    "seed": {},
+    "data": {"help": "Folder of training images (required unless the config's [train] table sets data)."},
+    "val": {"help": "Folder of validation images (required unless the config's [train] table sets val)."},
+    "scales": {
+        "flag": "--scale",
+        "multiple": True,
+        "type": float,
+        "help": "Factors the training images are downscaled by, one copy each (1: as they are, e.g. a pack "
+        "that bin/gpu_pack.py downscaled already).",
+    },
+    "threads": {"help": "CPU threads (0: torch's default)."},
+    "minutes": {"type": float, "help": "Stop with a checkpoint after this many minutes (0: no limit); running again resumes."},
+    "timed": {
+        "is_flag": True,
+        "help": "Run the schedule (learning rate, the prior's integer phase) over --minutes instead of "
+        "--steps: for a burst of known length on a machine of unknown speed.",
+    },
+    "device": {
+        "type": click.Choice(["auto", "cpu", "cuda"]),
+        "help": "auto: a CUDA GPU when there is one (under torchrun: the local rank's).",
+    },
+    "amp": {
+        "flag": "--amp/--no-amp",
+        "help": "bfloat16 autocast and channels-last for the transforms (quantizer, densities and losses "
+        "stay float32); default: on where the device computes bfloat16 natively (AVX512-BF16, AMX, GPUs).",
+    },
+}
+REQUIRED_FOLDERS = ("data", "val")  # no default a user has: from the command line or the config
+
+
+def train_option(name: str, spec: dict, default) -> Callable:
+    """One click option for TrainConfig field ``name``, with the field's default."""
+    spec = dict(spec)
+    flag = spec.pop("flag", "--" + name.replace("_", "-"))
+    if spec.pop("required", False):
+        return click.option(flag, name, required=True, **spec)
+    if name in REQUIRED_FOLDERS:
+        return click.option(flag, name, default=None, **spec)
+    if default is not None and "type" not in spec and not spec.get("is_flag"):
+        spec["type"] = type(default[0] if isinstance(default, tuple) else default)
+    return click.option(flag, name, default=default, show_default=default is not None, **spec)
+
+
 def train_options(f):
-    """Options shared by the training stages."""
-    for opt in reversed(
-        [
-            click.option(
-                "--out", required=True, help="Run directory (checkpoints, metrics.jsonl); resumes if present."
-            ),
-            click.option("--steps", type=int, default=10000, show_default=True),
-            click.option("--batch", type=int, default=8, show_default=True),
-            click.option(
-                "--crop",
-                type=int,
-                default=128,
-                show_default=True,
-                help="Crop size (pixels; index cells for the prior).",
-            ),
-            click.option("--lr", type=float, default=3e-4, show_default=True),
-            click.option("--seed", type=int, default=0, show_default=True),
-            click.option("--data", default="../shared/data/train", show_default=True, help="Training images."),
-            click.option("--val", default="../shared/data/val", show_default=True, help="Validation images."),
-            click.option(
-                "--scale",
-                "scales",
-                type=float,
-                multiple=True,
-                default=(0.5, 0.75),
-                show_default=True,
-                help="Factors the training images are downscaled by, one copy each (1: as they are, e.g. a pack "
-                "that bin/gpu_pack.py downscaled already).",
-            ),
-            click.option("--threads", type=int, default=0, help="CPU threads (0: torch's default)."),
-            click.option(
-                "--minutes",
-                type=float,
-                default=0,
-                help="Stop with a checkpoint after this many minutes (0: no limit); running again resumes.",
-            ),
-            click.option(
-                "--timed",
-                is_flag=True,
-                default=False,
-                help="Run the schedule (learning rate, the prior's integer phase) over --minutes instead of "
-                "--steps: for a burst of known length on a machine of unknown speed.",
-            ),
-            click.option(
-                "--device",
-                type=click.Choice(["auto", "cpu", "cuda"]),
-                default="auto",
-                show_default=True,
-                help="auto: a CUDA GPU when there is one (under torchrun: the local rank's).",
-            ),
-            click.option(
-                "--amp/--no-amp",
-                default=None,
-                help="bfloat16 autocast and channels-last for the transforms (quantizer, densities and losses "
-                "stay float32); default: on where the device computes bfloat16 natively (AVX512-BF16, AMX, GPUs).",
-            ),
-            click.option(
-                "--config",
-                "config_file",
-                type=click.Path(exists=True, dir_okay=False),
-                help="TOML file with [model] and [train] tables; command-line options override [train].",
-            ),
-        ]
-    ):
+    """Options shared by the training stages, built from TrainConfig's fields (one default each)."""
+    from dataclasses import fields
+
+    from vqcodec.train_config import TrainConfig
+
+    defaults = {field.name: field.default for field in fields(TrainConfig)}
+    options = [train_option(name, spec, defaults[name]) for name, spec in TRAIN_OPTIONS.items()]
+    options.append(
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(exists=True, dir_okay=False),
+            help="TOML file with [model] and [train] tables; command-line options override [train].",
+        )
+    )
+    for opt in reversed(options):
         f = opt(f)
     return f
 
@@ -559,14 +560,21 @@ def stage_configs(config_file: str | None, model_cls, options: dict, ctx: click.
     """Model and training configuration from a TOML file and the command line."""
     import tomllib
 
-    from vqcodec.train import TrainConfig
+    from vqcodec.train_config import TrainConfig
 
     table = tomllib.loads(Path(config_file).read_text()) if config_file else {}
     train = dict(table.get("train", {}))
     for key, value in options.items():
         source = ctx.get_parameter_source(key)
+        if key in REQUIRED_FOLDERS and value is None:
+            continue
         if source is not None and (source.name == "COMMANDLINE" or key not in train):
             train[key] = value
+    for key in REQUIRED_FOLDERS:
+        if key not in train:
+            raise click.UsageError(f"give --{key} FOLDER (or set {key} in the config's [train] table)")
+        if not Path(train[key]).is_dir():
+            raise VQCodecError(f"--{key}: {train[key]} is not a folder")
     return model_cls(**table.get("model", {})), TrainConfig(**train)
 
 

@@ -77,10 +77,15 @@ class MeasurementLog:
         return m
 
 
+def psnr_db(mse: float, peak: float = 255.0) -> float:
+    """PSNR in dB of a mean squared error for signals of the given peak (infinite at 0)."""
+    mse = float(mse)
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two uint8 images of equal shape (infinite when identical)."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    return psnr_db(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -13,6 +13,7 @@ import html
 import json
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from vqcodec.evaluation import (
     curve,
     delta_at_rate,
     measure,
+    ms_ssim_db,
     run_classical,
     run_jobs,
 )
@@ -84,22 +86,33 @@ def measure_all(
         levels = learned_levels(codec)
         if not levels:
             raise ValueError(f"unknown codec {codec!r}: not a classical codec and no shipped model of that name")
-        jobs = [(str(p), codec, setting, weights, model, device) for setting, weights, model in levels for p in files]
-        todo = [j for j in jobs if not log.get(Path(j[0]).name, codec, j[2], j[4])]
+        jobs = [LearnedJob(str(p), codec, s, weights, model, device) for s, weights, model in levels for p in files]
+        todo = [j for j in jobs if not log.get(Path(j.path).name, codec, j.setting, j.model)]
         run_jobs(_learned_job, todo, workers if device == "cpu" else 1, log, codec)
-        rows += [log.get(Path(j[0]).name, codec, j[2], j[4]) for j in jobs]
+        rows += [log.get(Path(j.path).name, codec, j.setting, j.model) for j in jobs]
     return rows
 
 
-def _learned_job(args: tuple[str, str, str, str, str, str]) -> Measurement:
+class LearnedJob(NamedTuple):
+    """One image at one level of a learned codec: what a worker process measures."""
+
+    path: str
+    codec: str
+    setting: str
+    weights: str
+    model: str
+    device: str
+
+
+def _learned_job(job: LearnedJob) -> Measurement:
     """One image at one level (a weights file) of a learned codec (``learned_spec``), in this
     process (a worker loads each level once)."""
     from vqcodec.api import load_codec
 
-    path, codec, setting, weights, model, device = args
-    level = load_codec(weights, device=device)
-    encode = partial(level.compress, refine=learned_spec(codec)[1])
-    return measure(Path(path).name, codec, setting, load_rgb(path), encode, level.decompress, model)
+    level = load_codec(job.weights, device=job.device)
+    encode = partial(level.compress, refine=learned_spec(job.codec)[1])
+    name = Path(job.path).name
+    return measure(name, job.codec, job.setting, load_rgb(job.path), encode, level.decompress, job.model)
 
 
 def published_anchors(folder: Path) -> dict[str, dict]:
@@ -174,13 +187,14 @@ def core_hours(codec: str) -> str:
     from vqcodec.zoo import training_core_hours
 
     try:
-        hours, complete, estimated, gpu = training_core_hours(learned_spec(codec)[0])
+        spent = training_core_hours(learned_spec(codec)[0])
     except VQCodecError:
         return "n/a"
-    if not hours:
+    if not spent.hours:
         return "not recorded"
-    cell = f"{hours:.1f}" + (" (in part estimated)" if estimated else "") + ("" if complete else " + unrecorded")
-    return cell + (f" + {gpu:.2f} GPU-h" if gpu else "")
+    cell = f"{spent.hours:.1f}" + (" (in part estimated)" if spent.estimated else "")
+    cell += "" if spent.complete else " + unrecorded"
+    return cell + (f" + {spent.gpu_hours:.2f} GPU-h" if spent.gpu_hours else "")
 
 
 def level_curve(rows: list[Measurement], codec: str, setting: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -194,7 +208,7 @@ def published_curve(data: dict, metric: str) -> tuple[np.ndarray, np.ndarray] | 
         return np.array(data["bpp"]), np.array(data["psnr"])
     if not data.get("ms_ssim"):
         return None
-    return np.array(data["bpp"]), -10 * np.log10(1 - np.array(data["ms_ssim"]))
+    return np.array(data["bpp"]), np.array([ms_ssim_db(v) for v in data["ms_ssim"]])
 
 
 def level_standings(rows: list[Measurement], codecs: list[str], anchors: dict[str, dict]) -> list[dict]:
@@ -249,10 +263,7 @@ def bd_cells(bd: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the learned-against-classical BD-rate table."""
     head = ["codec", "reference", "BD-rate (PSNR)", "BD-rate (MS-SSIM dB)"]
 
-    def pct(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:+.1f}%"
-
-    return head, [[b["codec"], b["reference"], pct(b["bd_rate_psnr"]), pct(b["bd_rate_ms_ssim"])] for b in bd]
+    return head, [[b["codec"], b["reference"], percent(b["bd_rate_psnr"]), percent(b["bd_rate_ms_ssim"])] for b in bd]
 
 
 def plot(rows: list[Measurement], codecs: list[str], anchors: dict[str, dict], metric: str, path: Path) -> None:
@@ -298,8 +309,43 @@ def gallery(rows: list[Measurement], files: list[Path], codecs: list[str], devic
     return variants
 
 
-def _fmt(v) -> str:
-    return "n/a" if v is None else f"{v:+.1f}%" if isinstance(v, float) and abs(v) > 5 else f"{v:.3f}"
+def percent(v: float | None) -> str:
+    """A signed percentage cell (BD-rates)."""
+    return "n/a" if v is None else f"{v:+.1f}%"
+
+
+def decibels(v: float | None) -> str:
+    """A signed decibel cell (BD-PSNR, differences at the same rate)."""
+    return "n/a" if v is None else f"{v:+.2f}"
+
+
+def summary_cells(table: list[dict], anchor: str) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the main table (one row per codec, BD numbers against ``anchor``),
+    each with its unit: what both the Markdown and the HTML report show."""
+    head = [
+        "codec",
+        "points",
+        "bpp range",
+        "PSNR range (dB)",
+        "BD-rate (PSNR)",
+        "BD-PSNR (dB)",
+        "BD-rate (MS-SSIM dB)",
+        f"PSNR vs {anchor} at the same bpp (dB)",
+    ]
+    body = []
+    for t in table:
+        if t["codec"] == anchor:
+            bd = ["anchor"] * 4
+        else:
+            bd = [
+                percent(t.get("bd_rate_psnr")),
+                decibels(t.get("bd_psnr")),
+                percent(t.get("bd_rate_ms_ssim")),
+                decibels(t.get("psnr_vs_anchor_at_rate")),
+            ]
+        ranges = [f"{t['bpp_min']:.3f}-{t['bpp_max']:.3f}", f"{t['psnr_min']:.2f}-{t['psnr_max']:.2f}"]
+        body.append([t["codec"], str(t["points"]), *ranges, *bd])
+    return head, body
 
 
 def comparison_rows(comparison: list[dict]) -> list[list[str]]:
@@ -309,8 +355,8 @@ def comparison_rows(comparison: list[dict]) -> list[list[str]]:
             c["codec"],
             c["baseline"],
             "n/a (outside its range)" if c["psnr_at_rate"] is None else f"{c['psnr_at_rate']:+.2f}",
-            "n/a" if c["ms_ssim_db_at_rate"] is None else f"{c['ms_ssim_db_at_rate']:+.2f}",
-            "n/a" if c["bd_rate_psnr"] is None else f"{c['bd_rate_psnr']:+.1f}%",
+            decibels(c["ms_ssim_db_at_rate"]),
+            percent(c["bd_rate_psnr"]),
             c["budget"],
         ]
         for c in comparison
@@ -347,26 +393,8 @@ def write_markdown(
         f"BD against **{anchor}** over the overlapping range (negative BD-rate = fewer bits than the anchor",
         "for the same quality). n/a: fewer than 2 rate points.",
         "",
-        "| codec | points | bpp range | PSNR range (dB) | BD-rate (PSNR) | BD-PSNR (dB) | BD-rate (MS-SSIM dB) "
-        f"| PSNR vs {anchor} at the same bpp (dB) |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for t in table:
-        bd = [t.get("bd_rate_psnr"), t.get("bd_psnr"), t.get("bd_rate_ms_ssim"), t.get("psnr_vs_anchor_at_rate")]
-        cells = (
-            ["anchor"] * 4
-            if t["codec"] == anchor
-            else [
-                "n/a" if bd[0] is None else f"{bd[0]:+.1f}%",
-                "n/a" if bd[1] is None else f"{bd[1]:+.2f}",
-                "n/a" if bd[2] is None else f"{bd[2]:+.1f}%",
-                "n/a" if bd[3] is None else f"{bd[3]:+.2f}",
-            ]
-        )
-        lines.append(
-            f"| {t['codec']} | {t['points']} | {t['bpp_min']:.3f}-{t['bpp_max']:.3f} | "
-            f"{t['psnr_min']:.2f}-{t['psnr_max']:.2f} | " + " | ".join(cells) + " |"
-        )
+    lines += markdown_table(*summary_cells(table, anchor))
     if comparison:
         lines += ["", "Against the scalar-quantization baselines (difference over the baseline at the same rate):", ""]
         lines += markdown_table(COMPARISON_HEAD, comparison_rows(comparison))
@@ -383,7 +411,7 @@ def write_markdown(
 
 
 def write_html(
-    markdown_table: list[dict],
+    table: list[dict],
     comparison: list[dict],
     standings: list[dict],
     classical: list[dict],
@@ -396,23 +424,7 @@ def write_html(
     def embed(name: str) -> str:
         return "data:image/png;base64," + base64.b64encode((out / name).read_bytes()).decode()
 
-    head = ["codec", "points", "bpp", "PSNR dB", "BD-rate (PSNR)", "BD-PSNR", "BD-rate (MS-SSIM)"]
-    body = []
-    for t in markdown_table:
-        vals = (
-            ["anchor"] * 3
-            if t["codec"] == anchor
-            else [_fmt(t.get("bd_rate_psnr")), _fmt(t.get("bd_psnr")), _fmt(t.get("bd_rate_ms_ssim"))]
-        )
-        body.append(
-            [
-                t["codec"],
-                t["points"],
-                f"{t['bpp_min']:.3f}-{t['bpp_max']:.3f}",
-                f"{t['psnr_min']:.2f}-{t['psnr_max']:.2f}",
-                *vals,
-            ]
-        )
+    head, body = summary_cells(table, anchor)
     per_image = [
         [
             r.image,

@@ -17,7 +17,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from vqcodec import int8 as int8_decoder
 from vqcodec.data import CropDataset, image_files, load_rgb, shard_items, to_tensor
+from vqcodec.evaluation import psnr_db
 from vqcodec.hardware import bf16_supported
 from vqcodec.models.ae import AEConfig, FactorizedAE, HyperpriorVAE, grow_levels, make_model
 from vqcodec.models.hypervq import HyperpriorVQ, HyperVQConfig, from_hyperprior_vae
@@ -46,35 +47,10 @@ from vqcodec.runs import (
     training_record,
     vqvae_origin,
 )
+from vqcodec.train_config import TrainConfig
 
 INT8_FROZEN = 0.3  # the last part of an int8 decoder's training, with its activation ranges fixed
 INT8_CALIBRATION = 16  # batches that set an int8 decoder's activation ranges before its training
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings shared by both stages."""
-
-    data: str = "../shared/data/train"
-    val: str = "../shared/data/val"
-    out: str = "runs/vqvae"
-    steps: int = 10000
-    batch: int = 8
-    crop: int = 128
-    lr: float = 2e-4
-    seed: int = 0
-    ckpt_every: int = 250
-    val_every: int = 1000
-    val_images: int = 20
-    threads: int = 0
-    data_limit: int | None = None
-    scales: tuple[float, ...] = (0.5, 0.75)  # training images are downscaled by these factors
-    ema: float = 0.998  # decay of the moving average of the weights that is validated and exported (0: off)
-    device: str = "auto"  # cpu, cuda, or auto (cuda when available)
-    amp: bool | None = None  # bfloat16 autocast for the transforms (None: where the device has bfloat16 units)
-    minutes: float = 0  # stop (with a checkpoint) after this many minutes of this session; 0: no limit
-    clip: float = 0  # largest gradient norm (larger gradients are scaled down to it); 0: no clipping
-    timed: bool = False  # the schedule runs over ``minutes``, not ``steps``: a burst of known length, unknown speed
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int = 200, done: float | None = None) -> float:
@@ -328,7 +304,7 @@ def validate_vqvae(model: VQVAE, folder: str, limit: int) -> dict[str, float]:
         idx = model.encode(pad_to(x, model.cfg.downsample))
         y = model.decode(idx)[..., : x.shape[2], : x.shape[3]].clamp(0, 1)
         y = torch.round(y * 255) / 255
-        psnrs.append(float(-10 * torch.log10(F.mse_loss(y, x))))
+        psnrs.append(psnr_db(F.mse_loss(y, x), peak=1.0))
         all_idx.append(idx.flatten())
         pixels += x.shape[2] * x.shape[3]
     idx = torch.cat(all_idx)
@@ -380,7 +356,7 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig, init: str | None = Non
         run.optimize(mse + commitment)
         if run.step % 50 == 0:
             used, perplexity = usage_stats(idx, model_cfg.codebook_size)
-            psnr = float(-10 * torch.log10(mse.detach()))
+            psnr = psnr_db(mse.detach(), peak=1.0)
             run.bar.set_postfix(psnr=f"{psnr:.2f}", ppl=f"{perplexity:.0f}")
             run.log(psnr=psnr, commitment=float(commitment.detach()), usage=used, perplexity=perplexity)
         if run.validating():
@@ -449,7 +425,7 @@ def finetune_decoder(
         mse = F.mse_loss(y, x)
         run.optimize(mse)
         if run.step % 50 == 0:
-            psnr = float(-10 * torch.log10(mse.detach()))
+            psnr = psnr_db(mse.detach(), peak=1.0)
             run.bar.set_postfix(psnr=f"{psnr:.2f}")
             run.log(psnr=psnr)
         if run.validating():
@@ -473,7 +449,7 @@ def validate_baseline(
         for x in images:
             y, rate = model(pad_to(x, model.cfg.downsample), level)
             y = torch.round(y[..., : x.shape[2], : x.shape[3]].clamp(0, 1) * 255) / 255
-            psnr += float(-10 * torch.log10(F.mse_loss(y, x))) / len(images)
+            psnr += psnr_db(F.mse_loss(y, x), peak=1.0) / len(images)
             bpp += float(rate.sum()) / (x.shape[2] * x.shape[3]) / len(images)
         psnrs.append(psnr)
         bpps.append(bpp)
@@ -530,7 +506,7 @@ def train_baseline(model_cfg: AEConfig | HyperVQConfig, cfg: TrainConfig, init: 
         mse, bpp = F.mse_loss(y, x), rate.sum() / (x.shape[0] * x.shape[2] * x.shape[3])
         run.optimize(bpp + levels[level] * 255**2 * mse)
         if run.step % 50 == 0:
-            psnr, bits = float(-10 * torch.log10(mse.detach())), float(bpp.detach())
+            psnr, bits = psnr_db(mse.detach(), peak=1.0), float(bpp.detach())
             run.bar.set_postfix(psnr=f"{psnr:.2f}", bpp=f"{bits:.3f}")
             run.log(psnr=psnr, bpp=bits, level=level)
         if run.validating():

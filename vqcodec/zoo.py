@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -36,6 +37,16 @@ def tensor_hash(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+class CoreHours(NamedTuple):
+    """Training compute of a model: CPU core-hours, whether every stage recorded them, whether
+    some are estimates, and GPU-hours (kept apart)."""
+
+    hours: float
+    complete: bool
+    estimated: bool = False
+    gpu_hours: float = 0.0
+
+
 @dataclass(frozen=True)
 class WeightsInfo:
     """What a weights file says about itself, read from its metadata alone."""
@@ -56,13 +67,13 @@ class WeightsInfo:
         return self.meta.get("metrics", {})
 
     @property
-    def recorded_core_hours(self) -> tuple[float, bool]:
-        """(core-hours of the training stages that recorded them, whether every stage did):
+    def recorded_core_hours(self) -> CoreHours:
+        """Core-hours of the training stages that recorded them, and whether every stage did:
         runs record their budget since vqcodec 0.2; earlier stages only their steps."""
         training = self.meta.get("training", {})
         budgets = training.get("budget", {})
         hours = sum(b.get("core_hours", 0.0) for b in budgets.values())
-        return hours, set(training.get("steps", {})) <= {k for k, b in budgets.items() if "core_hours" in b}
+        return CoreHours(hours, set(training.get("steps", {})) <= {k for k, b in budgets.items() if "core_hours" in b})
 
     @property
     def recorded_gpu_hours(self) -> float:
@@ -144,7 +155,7 @@ def levels(name: str = DEFAULT_MODEL) -> list[WeightsInfo]:
     return found
 
 
-def training_core_hours(name: str) -> tuple[float, bool, bool, float]:
+def training_core_hours(name: str) -> CoreHours:
     """Core-hours that trained every level of model ``name`` (a run shared by several levels of
     a variable-rate model counted once), whether every stage recorded or estimated them,
     whether some are estimates, and the GPU-hours beside them."""
@@ -154,11 +165,12 @@ def training_core_hours(name: str) -> tuple[float, bool, bool, float]:
         run = json.dumps(training.get("budget"), sort_keys=True) if training.get("lambdas") else info.sha256
         if run not in runs:
             runs.add(run)
-            hours += info.recorded_core_hours[0]
-            complete &= info.recorded_core_hours[1]
+            recorded = info.recorded_core_hours
+            hours += recorded.hours
+            complete &= recorded.complete
             estimated |= info.estimated_core_hours
             gpu += info.recorded_gpu_hours
-    return hours, complete, estimated, gpu
+    return CoreHours(hours, complete, estimated, gpu)
 
 
 def find(name: str = DEFAULT_MODEL, quality: int | None = None) -> WeightsInfo:

@@ -118,8 +118,8 @@ def synthesis(n: int, m: int) -> nn.Sequential:
     )
 
 
-def round_ste(x: torch.Tensor) -> torch.Tensor:
-    """Round to the nearest integer in the forward pass, identity gradient."""
+def round_half_even_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round to the nearest integer, ties to even (as torch.round), in the forward pass; identity gradient."""
     return x + (torch.round(x) - x).detach()
 
 
@@ -274,7 +274,7 @@ class FactorizedAE(Transforms):
         y = self.analyze(x, level).float()
         with full_precision(x):
             rate = bits(self.density.likelihood(rate_proxy(y, self.training), level))
-        return self.synthesize(round_ste(y), level), rate
+        return self.synthesize(round_half_even_ste(y), level), rate
 
 
 class HyperpriorVAE(Transforms):
@@ -293,10 +293,10 @@ class HyperpriorVAE(Transforms):
         y = self.analyze(x, level).float()
         with full_precision(x):
             z = self.h_a(y.abs())
-            scale = self.h_s(round_ste(z))
+            scale = self.h_s(round_half_even_ste(z))
             rate_y = bits(gaussian_likelihood(rate_proxy(y, self.training), scale))
             rate = rate_y + bits(self.density.likelihood(rate_proxy(z, self.training), level))
-        return self.synthesize(round_ste(y), level), rate
+        return self.synthesize(round_half_even_ste(y), level), rate
 
 
 def make_model(cfg: AEConfig) -> FactorizedAE | HyperpriorVAE:

@@ -50,7 +50,7 @@ from vqcodec.models.ae import (
     down,
     full_precision,
     rate_proxy,
-    round_ste,
+    round_half_even_ste,
     scale_table,
     synthesis,
     up,
@@ -195,7 +195,7 @@ class HyperpriorVQ(nn.Module):
         y = self.gains(self.g_a(x - 0.5), level).float()
         with full_precision(x):
             z = self.h_a(y.abs())
-            scale = self.h_s(round_ste(z))
+            scale = self.h_s(round_half_even_ste(z))
             position = bin_positions(scale)
             if not self.training:
                 position = position.round()

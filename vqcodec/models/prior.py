@@ -70,7 +70,7 @@ def causal_offsets(radius: int) -> list[tuple[int, int]]:
     return above + [(0, dx) for dx in range(-radius, 0)]
 
 
-def round_ste(x: torch.Tensor) -> torch.Tensor:
+def round_half_up_ste(x: torch.Tensor) -> torch.Tensor:
     """Round half up (as the integer network's shifts do) in the forward pass, identity gradient."""
     return x + (torch.floor(x + 0.5) - x).detach()
 
@@ -123,7 +123,7 @@ class PixelCNNPrior(nn.Module):
 
     def _act(self, h: torch.Tensor) -> torch.Tensor:
         if self.quantized:
-            return round_ste(h.clamp(0, ACT_MAX / 2**ACT_BITS) * 2**ACT_BITS) / 2**ACT_BITS
+            return round_half_up_ste(h.clamp(0, ACT_MAX / 2**ACT_BITS) * 2**ACT_BITS) / 2**ACT_BITS
         return h.clamp(0, ACT_MAX / 2**ACT_BITS)
 
     def _layer_weights(self, layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,8 +131,8 @@ class PixelCNNPrior(nn.Module):
         if not self.quantized:
             return layer.weight, layer.bias
         scale = 2 ** weight_shifts(layer.weight)
-        w = round_ste(layer.weight * scale[:, None]) / scale[:, None]
-        b = round_ste(layer.bias * scale * 2**ACT_BITS) / (scale * 2**ACT_BITS)
+        w = round_half_up_ste(layer.weight * scale[:, None]) / scale[:, None]
+        b = round_half_up_ste(layer.bias * scale * 2**ACT_BITS) / (scale * 2**ACT_BITS)
         return w, b
 
     def _linear(self, layer: nn.Linear, a: torch.Tensor) -> torch.Tensor:
@@ -142,8 +142,8 @@ class PixelCNNPrior(nn.Module):
         """Causal-window indices (..., n_offsets) -> last hidden activations (..., hidden)."""
         table, bias = self.table, self.bias
         if self.quantized:
-            table = round_ste(table * 2**TABLE_BITS) / 2**TABLE_BITS
-            bias = round_ste(bias * 2**TABLE_BITS) / 2**TABLE_BITS
+            table = round_half_up_ste(table * 2**TABLE_BITS) / 2**TABLE_BITS
+            bias = round_half_up_ste(bias * 2**TABLE_BITS) / 2**TABLE_BITS
         n_off, rows = table.shape[0], table.shape[1]
         offsets = torch.arange(n_off, device=ctx.device) * rows
         flat_ctx = (ctx + offsets).reshape(-1, n_off)
@@ -154,7 +154,7 @@ class PixelCNNPrior(nn.Module):
         return a
 
     def _round_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        return round_ste(logits * 2**LOGIT_BITS) / 2**LOGIT_BITS if self.quantized else logits
+        return round_half_up_ste(logits * 2**LOGIT_BITS) / 2**LOGIT_BITS if self.quantized else logits
 
     def _logits(self, layer: nn.Linear, a: torch.Tensor) -> torch.Tensor:
         return self._round_logits(self._linear(layer, a))
