@@ -35,13 +35,14 @@ from PIL import Image
 
 import vqcodec
 from vqcodec import entropy
-from vqcodec.codec import VQCodec, pixels, prefixed
+from vqcodec.codec import VQCodec, pixels
 from vqcodec.data import image_files, load_rgb
 from vqcodec.evaluation import psnr
 from vqcodec.hardware import cpu_name
 from vqcodec.models.prior import IntegerPrior, PixelCNNPrior
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
-from vqcodec.zoo import levels, load_tensors
+from vqcodec.tensors import load_tensors, prefixed
+from vqcodec.zoo import levels
 
 KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "kodak"
 

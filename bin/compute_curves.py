@@ -121,7 +121,8 @@ def stage_seconds(level, stage: str, config: dict, steps: int = 6) -> float:
 def ladder(store: dict, measure: bool, record: bool) -> dict:
     """The shipped vq ladder's core-hours: recorded, plus estimated for the unrecorded stages
     (with ``record``, written into the weights' metadata as estimates: same tensors, same id)."""
-    from vqcodec.zoo import levels, load_tensors, save_weights
+    from vqcodec.tensors import load_tensors, save_weights
+    from vqcodec.zoo import levels
 
     seconds = store.setdefault("stage_seconds", {})
     total = estimated = gpu = 0.0

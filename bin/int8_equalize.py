@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from vqcodec import int8
-from vqcodec.codec import pixels, prefixed, to_uint8
+from vqcodec.codec import pixels, to_uint8
 from vqcodec.data import image_files, load_rgb
 from vqcodec.evaluation import psnr
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
-from vqcodec.zoo import find, load_tensors, read_info
+from vqcodec.tensors import load_tensors, prefixed
+from vqcodec.zoo import find, read_info
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 

@@ -225,3 +225,28 @@ def test_training_options_reach_the_run(capsys, tmp_path):
     assert code == 0, err
     train = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
     assert train["scales"] == [1.0] and train["timed"] and train["minutes"] == 5
+
+
+LIGHT_COMMAND = """
+import sys
+from vqcodec.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+heavy = sorted(m for m in ("torch", "numba") if m in sys.modules)
+print("HEAVY:" + ",".join(heavy), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["models"], ["info", "FILE"]])
+def test_light_commands_load_neither_torch_nor_numba(tmp_path, photo, tiny_weights, args):
+    from vqcodec.api import compress
+
+    vqc = tmp_path / "x.vqc"
+    vqc.write_bytes(compress(photo, model=tiny_weights))
+    argv = [str(vqc) if a == "FILE" else a for a in args]
+    done = subprocess.run([sys.executable, "-c", LIGHT_COMMAND, *argv], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY:\n" in done.stderr, done.stderr

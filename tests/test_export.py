@@ -11,8 +11,9 @@ import torch
 from vqcodec.data import image_files
 from vqcodec.export import export_codec
 from vqcodec.runs import load_vqvae
+from vqcodec.tensors import load_tensors
 from vqcodec.train import finetune_decoder, train_vqvae
-from vqcodec.zoo import load_tensors, read_info
+from vqcodec.zoo import read_info
 
 from .conftest import TINY_VQVAE, train_config
 

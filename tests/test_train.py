@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vqcodec.codec import BaselineCodec, VQCodec, prefixed
+from vqcodec.codec import BaselineCodec, VQCodec
 from vqcodec.data import shard_items
 from vqcodec.export import export_baseline, export_codec
 from vqcodec.models.ae import AEConfig
@@ -15,6 +15,7 @@ from vqcodec.models.prior import PixelCNNPrior, PriorConfig, float_state
 from vqcodec.models.vqvae import VQVAE, grow_decoder
 from vqcodec.quantization import grouped_order
 from vqcodec.runs import load_prior, load_run, load_vqvae
+from vqcodec.tensors import load_tensors, prefixed
 from vqcodec.train import (
     Run,
     TrainConfig,
@@ -27,7 +28,7 @@ from vqcodec.train import (
     warm_start_prior,
     warmup_ema,
 )
-from vqcodec.zoo import load_tensors, read_info
+from vqcodec.zoo import read_info
 
 from .conftest import TINY_GROUPED_PRIOR, TINY_PRIOR, TINY_VQVAE, save_tiny_vq, smooth_image, train_config
 
@@ -211,8 +212,6 @@ def test_a_new_level_starts_from_a_trained_one(folders, tmp_path):
 
 
 def test_a_new_level_starts_from_a_shipped_weights_file(tiny_weights):
-    from vqcodec.codec import prefixed
-    from vqcodec.zoo import load_tensors
 
     model = VQVAE(TINY_VQVAE)
     origin = warm_start(model, tiny_weights)

@@ -6,7 +6,8 @@ import torch
 
 from vqcodec.codec import VQCodec
 from vqcodec.errors import ModelError
-from vqcodec.zoo import find, read_info, save_weights, shipped, tensor_hash
+from vqcodec.tensors import save_weights, tensor_hash
+from vqcodec.zoo import find, read_info, shipped
 
 
 def test_tensor_hash_depends_on_values_names_and_dtypes():

@@ -503,7 +503,10 @@ TRAIN_OPTIONS: dict[str, dict] = {  # the TrainConfig fields the command line se
         "that bin/gpu_pack.py downscaled already).",
     },
     "threads": {"help": "CPU threads (0: torch's default)."},
-    "minutes": {"type": float, "help": "Stop with a checkpoint after this many minutes (0: no limit); running again resumes."},
+    "minutes": {
+        "type": float,
+        "help": "Stop with a checkpoint after this many minutes (0: no limit); running again resumes.",
+    },
     "timed": {
         "is_flag": True,
         "help": "Run the schedule (learning rate, the prior's integer phase) over --minutes instead of "

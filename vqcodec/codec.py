@@ -49,7 +49,8 @@ from vqcodec.models.ae import (
 from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig, float_state
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig, for_inference
 from vqcodec.refine import REFINE_RATE, refine_indices
-from vqcodec.zoo import WeightsInfo, load_tensors, save_weights
+from vqcodec.tensors import load_tensors, prefixed, save_weights
+from vqcodec.zoo import WeightsInfo
 
 MAX_PIXELS = 128 * 1024 * 1024  # like Pillow's MAX_IMAGE_PIXELS; callers may raise it
 BAND_PIXELS = 1 << 20  # image pixels per network pass: bounds memory on big photos; a Kodak image is one pass
@@ -421,11 +422,6 @@ class BaselineCodec(Codec):
             BASELINE_BAND_ROWS,
             BASELINE_MARGIN_ROWS,
         )
-
-
-def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    """The tensors whose names start with ``prefix``, with it removed."""
-    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def channel_tables(shape: tuple[int, ...]) -> torch.Tensor:

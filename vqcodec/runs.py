@@ -20,8 +20,10 @@ import torch
 
 from vqcodec.int8 import RANGES, folded_state
 from vqcodec.models.ae import grow_levels
-from vqcodec.models.prior import PixelCNNPrior, PriorConfig
+from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
+from vqcodec.tensors import load_tensors, prefixed
+from vqcodec.zoo import read_info
 
 CHECKPOINT = "checkpoint.pt"  # in every run directory
 TRAINING_DATA = "shared/data/train (BSDS500 train+test, ImageNet class samples); model selection: BSDS500 val"
@@ -90,7 +92,6 @@ def vqvae_origin(source: str | Path) -> dict:
     if Path(source).is_dir():
         config = json.loads((Path(source) / "config.json").read_text())
         return {"run": str(source), "model": config["model"], "train": config["train"]}
-    from vqcodec.zoo import read_info
 
     info = read_info(source)
     origin = {"weights": f"{info.name}-q{info.quality}", "id": info.model_id.hex(), "model": info.meta["vqvae_config"]}
@@ -107,8 +108,6 @@ def read_vqvae(source: str | Path) -> tuple[dict, dict, dict]:
         if config.get("int8"):  # True in 0.19's runs: the last convolution float
             state = folded_state(VQVAEConfig(**origin["model"]), state, int(config["int8"]))
         return origin["model"], state, origin
-    from vqcodec.codec import prefixed
-    from vqcodec.zoo import load_tensors, read_info
 
     tensors = load_tensors(read_info(source))
     state = {k: v.float() for k, v in prefixed(tensors, "vqvae.").items()}
@@ -119,15 +118,12 @@ def read_prior(source: str | Path) -> tuple[PriorConfig, dict[str, torch.Tensor]
     """(config, integer tensors, training record of its stages) of a prior: the quantization-aware
     run directory of ``train_prior``, or the prior of a VQ weights file (whose VQ-VAE made the same
     indices, e.g. before decoder-only fine-tuning)."""
-    from vqcodec.models.prior import IntegerPrior
 
     if Path(source).is_dir():
         prior = load_prior(source)
         config = load_run(source)[0]
         before = config.get("init", {}).get("training", {})  # the stages of the prior it started from
         return prior.cfg, IntegerPrior.export(prior), add_stage(before, "prior", config["train"], run_budget(source))
-    from vqcodec.codec import prefixed
-    from vqcodec.zoo import load_tensors, read_info
 
     info = read_info(source)
     record = split_stages(info.meta.get("training", {}), "prior")[1]
@@ -137,8 +133,6 @@ def read_prior(source: str | Path) -> tuple[PriorConfig, dict[str, torch.Tensor]
 def same_codebook(vqvae: VQVAE, weights: str | Path) -> bool:
     """Whether a VQ weights file has ``vqvae``'s codebook, up to the float16 weights are stored
     in: then its indices mean the same (its prior codes them, its files decode)."""
-    from vqcodec.codec import prefixed
-    from vqcodec.zoo import load_tensors, read_info
 
     old = prefixed(load_tensors(read_info(weights)), "vqvae.")
     mine = vqvae.state_dict()
@@ -150,7 +144,6 @@ def continued_from(vqvae_source: str | Path, weights: str | Path) -> bool:
     of the VQ weights file ``weights``: a warm start keeps every code at its index while the
     codebook drifts, so that file's prior still knows what each index means and is the best start
     for the new one."""
-    from vqcodec.zoo import read_info
 
     continued = training_record(vqvae_source).get("continued", [])
     return bool(continued) and continued[-1]["id"] == read_info(weights).model_id.hex()
@@ -197,8 +190,6 @@ def training_record(source: str | Path) -> dict:
     """Every stage that made a VQ-VAE (a run directory, with the runs or weights it started
     from, or a weights file), without the prior's: steps, configuration, budget, first weights."""
     if not Path(source).is_dir():
-        from vqcodec.zoo import read_info
-
         return split_stages(read_info(source).meta.get("training", {}), "prior")[0]
     config = json.loads((Path(source) / "config.json").read_text())
     if config.get("base"):  # a decoder fine-tuning of another VQ-VAE, whose record it kept when it started

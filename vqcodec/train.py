@@ -47,6 +47,7 @@ from vqcodec.runs import (
     training_record,
     vqvae_origin,
 )
+from vqcodec.tensors import tensor_hash
 from vqcodec.train_config import TrainConfig
 
 INT8_FROZEN = 0.3  # the last part of an int8 decoder's training, with its activation ranges fixed
@@ -545,8 +546,6 @@ def prior_data(vqvae: VQVAE, cfg: TrainConfig, run: Run) -> tuple[list[torch.Ten
     """The training grids (this rank's) and validation grids of a prior run, encoded once and
     kept in its directory (``grids-<rank>.pt``): resuming does not encode every photo again
     (10-15 minutes on a 2-core CPU)."""
-    from vqcodec.zoo import tensor_hash
-
     key = {
         "codebook": tensor_hash({"codebook": vqvae.quantizer.codebook.detach()}),
         **{k: getattr(cfg, k) for k in ("data", "scales", "data_limit", "val", "val_images")},

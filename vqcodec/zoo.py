@@ -9,32 +9,19 @@ written into every .vqc file, so a file decodes only with the model that made it
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
 
 from vqcodec.errors import ModelError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 RETIRED_FILE = WEIGHTS_DIR / "retired.json"
 DEFAULT_MODEL = "vq"
-
-
-def tensor_hash(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes of the tensors, in name order."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].contiguous().cpu()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 class CoreHours(NamedTuple):
@@ -95,28 +82,11 @@ class WeightsInfo:
         return frozenset({self.model_id, *earlier})
 
 
-def save_weights(
-    path: str | Path, tensors: dict[str, torch.Tensor], family: str, name: str, quality: int, meta: dict
-) -> WeightsInfo:
-    """Write tensors and metadata (JSON-encoded values) atomically as safetensors."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ModelError(f"{path}: the output directory {path.parent} does not exist")
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    header = {"family": family, "name": name, "quality": str(quality), "sha256": tensor_hash(tensors)}
-    header.update({k: json.dumps(v) for k, v in meta.items()})
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=header)
-    tmp.chmod(0o644)  # readable by everyone, like the other package files (save_file creates it private)
-    tmp.replace(path)
-    return read_info(path)
-
-
 def read_info(path: str | Path) -> WeightsInfo:
     """Read a weights file's metadata (not its tensors)."""
     path = Path(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # only the metadata: no torch
             raw = f.metadata() or {}
         meta = {k: json.loads(v) for k, v in raw.items() if k not in ("family", "name", "quality", "sha256")}
         return WeightsInfo(path, raw["family"], raw["name"], int(raw["quality"]), raw["sha256"], meta)
@@ -124,17 +94,6 @@ def read_info(path: str | Path) -> WeightsInfo:
         raise ModelError(f"{path}: no such weights file") from e
     except (SafetensorError, KeyError, ValueError, OSError) as e:
         raise ModelError(f"{path}: not a vqcodec weights file ({e})") from e
-
-
-def load_tensors(info: WeightsInfo) -> dict[str, torch.Tensor]:
-    """Load the tensors of a weights file and verify their SHA-256."""
-    try:
-        tensors = load_file(str(info.path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ModelError(f"{info.path}: corrupt weights file ({e})") from e
-    if tensor_hash(tensors) != info.sha256:
-        raise ModelError(f"{info.path}: weights checksum mismatch, the file is corrupt")
-    return tensors
 
 
 @lru_cache(maxsize=1)
