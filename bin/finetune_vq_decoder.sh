@@ -11,6 +11,6 @@ weights="vqcodec/weights/vq-q$q.safetensors"
 default=$(python -c "from vqcodec.zoo import read_info; print(int(bool(read_info('$weights').meta.get('default'))))")
 vqcodec train decoder --config "configs/vq-q$q-finetune.toml" --vqvae "$weights" --out "runs/vq-q$q-finetune" \
   --threads "$threads"
-vqcodec train export --vqvae "runs/vq-q$q-finetune" --prior "$weights" --quality "$q" --out "runs/vq-q$q.safetensors" \
+vqcodec train export --vqvae "runs/vq-q$q-finetune" --prior "$weights" --quality "$q" --out "runs/vq-q$q.safetensors" --kodak ../shared/data/kodak \
   $([ "$default" = 1 ] && echo --default)
 mv "runs/vq-q$q.safetensors" "$weights"

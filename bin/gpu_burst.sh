@@ -92,12 +92,12 @@ burst() {
   vq train vqvae --config "configs/vq-q$q-vqvae.toml" --init "$weights" --out "$run-vqvae" "${common[@]}" \
     --batch "$BATCH" --crop "$CROP" --lr "$LR" --minutes "$vq_min" || return
   if [ "$here" = 1 ]; then  # the shipped prior carries the new VQ-VAE home, where it starts the new prior
-    vq train export --vqvae "$run-vqvae" --prior "$weights" --quality "$q" --out "$OUT/vqvae-q$q.safetensors" --kodak ''
+    vq train export --vqvae "$run-vqvae" --prior "$weights" --quality "$q" --out "$OUT/vqvae-q$q.safetensors"
     return
   fi
   vq train prior --config "configs/vq-q$q-prior.toml" --vqvae "$run-vqvae" --init "$weights" --out "$run-prior" \
     "${common[@]}" --batch $((BATCH * 2)) --lr "$PRIOR_LR" --minutes "$prior_min" &&
-  vq train export --vqvae "$run-vqvae" --prior "$run-prior" --quality "$q" --out "$OUT/vq-q$q.safetensors" --kodak ''
+  vq train export --vqvae "$run-vqvae" --prior "$run-prior" --quality "$q" --out "$OUT/vq-q$q.safetensors"
 }
 # a baseline family: its variable-rate run resumed from its pack, on its own step schedule, packed back
 baseline() {

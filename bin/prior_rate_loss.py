@@ -32,7 +32,7 @@ def main() -> None:
 
     codec = vqcodec.load_codec(args.model, args.quality)
     float_prior = load_prior(args.prior_run)
-    float_prior.load_state_dict(torch.load(Path(args.prior_run) / "float_prior.pt", weights_only=False)["model"])
+    float_prior.load_state_dict(torch.load(Path(args.prior_run) / "float_prior.pt", weights_only=True)["model"])
     float_prior.quantized = False
     float_bits = integer_bits = payload_bits = 0.0
     indices = 0

@@ -21,7 +21,7 @@ case "$action" in
       q=$((level + 1))
       default=(); [ "$lambda" = 0.0067 ] && default=(--default)
       vqcodec train export --run "runs/$family" --level "$level" --quality "$q" \
-        --out "vqcodec/weights/$family-q$q.safetensors" --measurements docs/kodak-measurements.jsonl "${default[@]}"
+        --out "vqcodec/weights/$family-q$q.safetensors" --kodak ../shared/data/kodak --measurements docs/kodak-measurements.jsonl "${default[@]}"
       level=$q
     done
     ;;

@@ -22,4 +22,5 @@ if [ -f "configs/vq-q$q-decoder.toml" ]; then
     --threads "$threads"
   final="runs/vq-q$q-decoder"
 fi
-vqcodec train export --vqvae "$final" --prior "runs/vq-q$q-prior" --quality "$q" --out "vqcodec/weights/vq-q$q.safetensors"
+vqcodec train export --vqvae "$final" --prior "runs/vq-q$q-prior" --quality "$q" --out "vqcodec/weights/vq-q$q.safetensors" \
+  --kodak ../shared/data/kodak

@@ -250,3 +250,23 @@ def test_light_commands_load_neither_torch_nor_numba(tmp_path, photo, tiny_weigh
     done = subprocess.run([sys.executable, "-c", LIGHT_COMMAND, *argv], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "HEAVY:\n" in done.stderr, done.stderr
+
+
+def test_compare_without_its_extra_names_compare_and_only_what_it_needs(capsys, photo, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pytorch_msssim" else real(name, *a)
+    )
+    code, _, err = run(capsys, "compare", str(photo))
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith("vqcodec: error: vqcodec compare needs pytorch-msssim:")
+    assert "bjontegaard" not in err and "matplotlib" not in err
+
+
+def test_training_needs_its_image_folders(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "vqvae", "--out", str(tmp_path / "run"))
+    assert code != 0 and "--data FOLDER" in err
+    code, _, err = run(capsys, "train", "vqvae", "--out", str(tmp_path / "r"), "--data", "nowhere", "--val", "nowhere")
+    assert code == 1 and "nowhere is not a folder" in err

@@ -51,12 +51,13 @@ def test_a_level_exported_in_place_keeps_its_record_and_stores_float16(folders, 
 
 
 def test_an_exports_measurements_go_to_the_log_the_report_reuses(folders, tmp_path, tiny_weights):
+    kodak = shutil.copytree(folders / "val", tmp_path / "Kodak")  # the metrics take the folder's name
     log, out = tmp_path / "measurements.jsonl", str(tmp_path / "x.safetensors")
-    info = export_codec(tiny_weights, tiny_weights, "tiny", 1, out, str(folders / "val"), measurements=str(log))
+    info = export_codec(tiny_weights, tiny_weights, "tiny", 1, out, str(kodak), measurements=str(log))
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(rows) == len(image_files(folders / "val"))
     assert {(r["codec"], r["setting"], r["model"]) for r in rows} == {("tiny", "q1", info.model_id.hex())}
     assert info.metrics["kodak_bpp"] == pytest.approx(sum(r["bpp"] for r in rows) / len(rows))
-    again = export_codec(tiny_weights, tiny_weights, "tiny", 1, out, str(folders / "val"), measurements=str(log))
+    again = export_codec(tiny_weights, tiny_weights, "tiny", 1, out, str(kodak), measurements=str(log))
     assert len(log.read_text().splitlines()) == len(rows)  # reused, not measured again
     assert again.metrics["kodak_encode_s"] == info.metrics["kodak_encode_s"]

@@ -79,7 +79,7 @@ def test_vqvae_then_prior_then_export(folders, tmp_path):
     out = tmp_path / "tiny-q7.safetensors"
     info = export_codec(str(vq_dir), str(prior_dir), "tiny", 7, str(out), str(folders / "val"))
     assert read_info(out) == info and info.quality == 7
-    assert {"kodak_bpp", "kodak_psnr", "kodak_codebook_perplexity"} <= set(info.metrics)
+    assert {"val_bpp", "val_psnr", "val_codebook_perplexity"} <= set(info.metrics)  # named after the folder
     codec = VQCodec.from_weights(info)
     img = smooth_image(20, 20)
     assert codec.decompress(codec.compress(img)).size == (20, 20)
@@ -272,7 +272,7 @@ def test_baseline_training_finetuning_and_export(folders, tmp_path, hyper):
     info = export_baseline(str(tmp_path / "q2"), base_cfg.family, 2, str(out), str(folders / "val"))
     assert info.family == base_cfg.family and info.meta["ae_config"]["lmbda"] == 0.05
     assert info.meta["training"]["steps"] == {"base": 2, "finetune": 2}
-    assert {"kodak_bpp", "kodak_psnr", "kodak_ms_ssim_db"} <= set(info.metrics)
+    assert {"val_bpp", "val_psnr", "val_ms_ssim_db"} <= set(info.metrics)  # named after the folder
     codec = BaselineCodec.from_weights(info)
     assert codec.decompress(codec.compress(smooth_image(20, 30))).size == (30, 20)
 
@@ -492,3 +492,12 @@ def test_gradients_are_clipped_to_the_configured_norm(tmp_path, clip):
     run.optimize(1000 * model(torch.randn(8, 4)).square().mean())
     norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])))
     assert norm <= 0.5 + 1e-5 if clip else norm > 10
+
+
+def test_a_prior_crop_larger_than_every_grid_is_a_clear_error():
+    from vqcodec.errors import VQCodecError
+    from vqcodec.train import grid_batch
+
+    grids = [torch.zeros(20, 30, dtype=torch.long), torch.zeros(40, 12, dtype=torch.long)]
+    with pytest.raises(VQCodecError, match="at most 20"):
+        grid_batch(grids, 2, 64, torch.Generator().manual_seed(0))

@@ -412,7 +412,7 @@ def eval_cmd(dataset, codecs, out, limit, workers, anchor, anchors_dir, device, 
     A learned codec written NAME+refine (or NAME+refineN) is the model's levels encoded with
     encoder-side refinement (40 or N steps), measured as a codec of its own.
     Needs the evaluation extras: pip install "vqcodec[eval]"."""
-    require_eval_extras()
+    require_extras("eval")
     from vqcodec.report import run_eval
 
     try:
@@ -436,8 +436,8 @@ def compare(photo, codecs, quality, target_bpp, model, out, force) -> None:
 
     Each classical codec gets the largest quality whose file is at most the vq file's bytes.
     The page has a draggable split between any two images, zoom 1x/2x/4x with panning, and
-    each file's bytes, bpp, PSNR and MS-SSIM. Needs the evaluation extras."""
-    require_eval_extras()
+    each file's bytes, bpp, PSNR and MS-SSIM. Needs pytorch-msssim (the evaluation extras)."""
+    require_extras("compare", ("pytorch_msssim",))
     from vqcodec.images import prepare
     from vqcodec.viewer import compare as compare_codecs
     from vqcodec.viewer import page
@@ -468,20 +468,15 @@ def compare(photo, codecs, quality, target_bpp, model, out, force) -> None:
 EVAL_EXTRAS = {"matplotlib": "matplotlib", "pytorch_msssim": "pytorch-msssim", "bjontegaard": "bjontegaard"}
 
 
-def require_eval_extras() -> None:
-    """One clear line when the evaluation's packages (about 185 MB with scipy and matplotlib,
-    so not in the default install) are missing."""
-    import importlib
+def require_extras(command: str, modules: tuple[str, ...] = tuple(EVAL_EXTRAS)) -> None:
+    """One clear line, naming ``command``, when the evaluation extras it imports (about 185 MB
+    with scipy and matplotlib, so not in the default install) are missing."""
+    import importlib.util
 
-    missing = []
-    for module, package in EVAL_EXTRAS.items():
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(package)
+    missing = [EVAL_EXTRAS[m] for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise VQCodecError(
-            f"vqcodec eval needs {', '.join(missing)}: install the evaluation extras with "
+            f"vqcodec {command} needs {', '.join(missing)}: install the evaluation extras with "
             '`python3 -m pip install "vqcodec[eval]"` (or `python3 -m pip install ".[eval]"` in a checkout)'
         )
 
@@ -723,7 +718,10 @@ def train_hvq_cmd(ctx, init_from, config_file, **options) -> None:
 @click.option("--quality", type=int, required=True)
 @click.option("--out", required=True, help="Weights file to write (.safetensors).")
 @click.option(
-    "--kodak", default="../shared/data/kodak", show_default=True, help="Where to measure the shipped numbers."
+    "--kodak",
+    default=None,
+    help="Folder of images to measure the shipped numbers on (their names take the folder's: kodak_bpp for "
+    "a folder called kodak); without it the weights carry no measurements.",
 )
 @click.option("--default", "is_default", is_flag=True, help="Mark this level as the model's default.")
 @click.option(

@@ -7,6 +7,7 @@ and its numbers measured on Kodak (evaluation only, never tuning).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -111,21 +112,28 @@ def export_baseline(
     return info
 
 
-def kodak_metrics(codec, kodak: str, name: str, quality: int, measurements: str | None = None) -> dict[str, float]:
-    """Mean rate, quality and times of a codec over the Kodak folder (evaluation, never tuning);
-    the per-image rows go to the ``measurements`` log that ``vqcodec eval --measurements`` reads,
-    so the report does not measure the new model again."""
+def set_name(folder: str) -> str:
+    """The name a folder's measurements are stored under: its own, in lower case (kodak)."""
+    return re.sub(r"[^a-z0-9]+", "_", Path(folder).resolve().name.lower()).strip("_") or "images"
+
+
+def kodak_metrics(codec, folder: str, name: str, quality: int, measurements: str | None = None) -> dict[str, float]:
+    """Mean rate, quality and times of a codec over a folder of images (evaluation, never tuning:
+    Kodak for the shipped models), named after the folder (``kodak_bpp``); the per-image rows go
+    to the ``measurements`` log that ``vqcodec eval --measurements`` reads, so the report does
+    not measure the new model again."""
     from vqcodec.evaluation import MeasurementLog, measure_folder, summarize
 
     log, model = MeasurementLog(measurements), codec.info.model_id.hex()
-    rows = measure_folder(kodak, name, f"q{quality}", codec.compress, codec.decompress, model=model, log=log)
+    rows = measure_folder(folder, name, f"q{quality}", codec.compress, codec.decompress, model=model, log=log)
     summary = summarize(rows)
     keys = ("bpp", "psnr", "ms_ssim", "ms_ssim_db", "encode_s", "decode_s")
-    return {f"kodak_{k}": summary[k] for k in keys}
+    return {f"{set_name(folder)}_{k}": summary[k] for k in keys}
 
 
 def codebook_usage(codec, folder: str) -> dict[str, float]:
     """Codebook usage and perplexity over a folder's index grids (dead codes are wasted rate)."""
     idx = torch.cat([codec.analyze(load_rgb(p)).flatten() for p in image_files(folder)])
     used, perplexity = usage_stats(idx, codec.vqvae.cfg.codebook_size)
-    return {"kodak_codebook_usage": used, "kodak_codebook_perplexity": perplexity}
+    prefix = set_name(folder)
+    return {f"{prefix}_codebook_usage": used, f"{prefix}_codebook_perplexity": perplexity}

@@ -33,7 +33,7 @@ def load_run(out: str | Path) -> tuple[dict, dict]:
     """(config, state dict of the averaged weights, or of the model without them) of a run directory."""
     out = Path(out)
     config = json.loads((out / "config.json").read_text())
-    state = torch.load(out / CHECKPOINT, weights_only=False)
+    state = torch.load(out / CHECKPOINT, weights_only=True)
     return config, state.get("average", state["model"])
 
 
@@ -42,8 +42,8 @@ def read_run_weights(source: str | Path) -> tuple[dict, dict, dict]:
     source = Path(source)
     if source.is_dir():
         config, state = load_run(source)
-        return config, state, torch.load(source / CHECKPOINT, weights_only=False)["budget"]
-    packed = torch.load(source, weights_only=False, map_location="cpu")
+        return config, state, torch.load(source / CHECKPOINT, weights_only=True)["budget"]
+    packed = torch.load(source, weights_only=True, map_location="cpu")
     weights = {k: v.float() if v.is_floating_point() else v for k, v in packed["weights"].items()}
     return json.loads(packed["config"]), weights, packed["budget"]
 
@@ -51,7 +51,7 @@ def read_run_weights(source: str | Path) -> tuple[dict, dict, dict]:
 def run_budget(out: str | Path) -> dict:
     """Training time of a run directory: wall seconds, core-hours (CPU time, summed over
     every session), the thread count, precision and device."""
-    state = torch.load(Path(out) / CHECKPOINT, weights_only=False, map_location="cpu")
+    state = torch.load(Path(out) / CHECKPOINT, weights_only=True, map_location="cpu")
     config = json.loads((Path(out) / "config.json").read_text())
     budget = state.get("budget")
     if budget is None:
@@ -211,7 +211,7 @@ def training_record(source: str | Path) -> dict:
 
 def pack_run(run: Path, out: Path) -> str:
     """Write a run directory's pack (see ``unpack_run``) to ``out``, atomically; a one-line summary."""
-    state = torch.load(run / CHECKPOINT, weights_only=False, map_location="cpu")
+    state = torch.load(run / CHECKPOINT, weights_only=True, map_location="cpu")
     weights = state.get("average", state["model"])
     packed = {
         "weights": {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in weights.items()},
@@ -238,7 +238,7 @@ def unpack_run(packed_file: Path, run: Path, lambdas: tuple[float, ...] | None =
     """A new run directory from a pack: it resumes with the pack's averaged weights as both the
     model and its average, and a fresh optimizer. ``lambdas``: a variable-rate baseline's
     lambdas, a superset of the run's (``grow_levels``). A one-line summary."""
-    packed = torch.load(packed_file, weights_only=False, map_location="cpu")
+    packed = torch.load(packed_file, weights_only=True, map_location="cpu")
     if (run / CHECKPOINT).exists():
         raise FileExistsError(f"{run} has a checkpoint already: unpack into a new run directory")
     weights = {k: v.float() if v.is_floating_point() else v for k, v in packed["weights"].items()}

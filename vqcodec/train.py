@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from vqcodec import int8 as int8_decoder
 from vqcodec.data import CropDataset, image_files, load_rgb, shard_items, to_tensor
+from vqcodec.errors import VQCodecError
 from vqcodec.evaluation import psnr_db
 from vqcodec.hardware import bf16_supported
 from vqcodec.models.ae import AEConfig, FactorizedAE, HyperpriorVAE, grow_levels, make_model
@@ -145,7 +146,7 @@ class Run:
         self.step = 0
         self.budget = {"seconds": 0.0, "core_seconds": 0.0}  # wall and core time of every step so far, all sessions
         if self.ckpt.exists():
-            state = torch.load(self.ckpt, weights_only=False, map_location=self.device)
+            state = torch.load(self.ckpt, weights_only=True, map_location=self.device)
             model.load_state_dict(state["model"])
             # a finished run needs no optimizer (whose groups may have changed since); a packed
             # run (bin/pack_run.py) has none, and starts a fresh one
@@ -570,7 +571,11 @@ def grid_batch(grids: list[torch.Tensor], size: int, crop: int, gen: torch.Gener
     """(size, crop, crop) random crops of index grids (grids smaller than ``crop`` are skipped)."""
     usable = [g for g in grids if g.shape[0] >= crop and g.shape[1] >= crop]
     if not usable:
-        raise ValueError(f"no index grid is at least {crop}x{crop}: use a smaller crop")
+        largest = max((min(g.shape) for g in grids), default=0)
+        raise VQCodecError(
+            f"no index grid of the training images is {crop}x{crop} (their shorter sides reach {largest} "
+            f"indices): give a --crop of at most {largest}"
+        )
     out = torch.empty(size, crop, crop, dtype=torch.int64)
     for n, i in enumerate(torch.randint(len(usable), (size,), generator=gen).tolist()):
         g = usable[i]
