@@ -1,4 +1,4 @@
-"""The hyper-VQ model: lattice codebook, nearest-codeword search, rate terms and the warm start from a VAE."""
+"""The hyper-VQ model: the A2 lattice and its codebook, escapes, rate terms and the warm start from a VAE."""
 
 import math
 
@@ -10,43 +10,51 @@ from vqcodec.models.hypervq import (
     HyperpriorVQ,
     HyperVQConfig,
     bin_positions,
+    coordinates_to_vectors,
+    escape_bits,
     from_hyperprior_vae,
-    lattice_codebook,
+    lattice_points,
+    nearest_point,
 )
 
-TINY = HyperVQConfig(channels=8, latent=6, hyper=4, group=2, codebook=64, lambdas=(0.001, 0.01))
+TINY = HyperVQConfig(channels=8, latent=6, hyper=4, points=61, lambdas=(0.001, 0.01))
 
 
-def test_hexagonal_codebook_has_unit_cells_and_starts_at_the_origin():
-    c = lattice_codebook(2, 61).double()
-    assert torch.equal(c[0], torch.zeros(2, dtype=torch.float64))
-    d = torch.cdist(c, c) + torch.eye(len(c)) * 1e9
+def test_lattice_has_unit_cells_six_neighbours_and_a_norm_sorted_codebook():
+    points = coordinates_to_vectors(lattice_points(61)).double()
+    assert torch.equal(points[0], torch.zeros(2, dtype=torch.float64))
+    d = torch.cdist(points, points) + torch.eye(len(points)) * 1e9
     spacing = float(d.min())
-    # a hexagonal cell of a lattice of spacing a has area sqrt(3) / 2 * a**2
-    assert math.isclose(math.sqrt(3) / 2 * spacing**2, 1.0, rel_tol=1e-5)
-    assert int((d[0] - spacing).abs().lt(1e-5).sum()) == 6  # the first shell
-    norms = c.norm(dim=1)
+    assert math.isclose(math.sqrt(3) / 2 * spacing**2, 1.0, rel_tol=1e-5)  # a hexagon's area
+    assert int((d[0] - spacing).abs().lt(1e-5).sum()) == 6
+    norms = points.norm(dim=1)
     assert bool((norms[1:] >= norms[:-1] - 1e-5).all())
 
 
-def test_integer_codebook_in_other_dimensions():
-    c = lattice_codebook(3, 27)
-    assert c.shape == (27, 3) and torch.equal(c, c.round())
-
-
-def test_latent_must_split_into_groups():
-    with pytest.raises(ValueError, match="multiple of the group"):
-        HyperVQConfig(latent=7, group=2)
-
-
-def test_nearest_codeword_is_found_and_its_neighbours_follow():
+def test_nearest_point_is_the_nearest_of_the_whole_lattice():
     torch.manual_seed(0)
+    v = torch.randn(5000, 2) * 4
+    candidates = coordinates_to_vectors(lattice_points(2000))
+    brute = (v - candidates[torch.cdist(v, candidates).argmin(1)]).norm(dim=1)
+    ours = (v - coordinates_to_vectors(nearest_point(v))).norm(dim=1)
+    assert torch.allclose(ours, brute, atol=1e-5)
+    # far from the origin too: no codebook bounds the lattice
+    far = torch.tensor([[1000.3, -2000.7]])
+    assert float((far - coordinates_to_vectors(nearest_point(far))).norm()) <= 0.63  # the covering radius
+
+
+def test_codebook_indices_and_escapes():
     model = HyperpriorVQ(TINY)
-    v = torch.randn(500, 2) * 2
-    near, d = model.nearest(v, 4)
-    exact = torch.cdist(v, model.codebook).argmin(1)
-    assert torch.equal(near[:, 0], exact)
-    assert torch.allclose(d[:, 0], (v - model.codebook[exact]).pow(2).sum(1))
+    coords = lattice_points(TINY.points)
+    assert torch.equal(model.indices(coords), torch.arange(TINY.points))
+    outside = torch.tensor([[50, 0], [0, -9], [3, 3]])
+    assert model.indices(outside).tolist()[:2] == [TINY.points, TINY.points]
+    assert escape_bits(torch.tensor([[0, 0], [1, -1], [3, 0]])).tolist() == [4.0, 8.0, 8.0]
+
+
+def test_latent_must_split_into_pairs():
+    with pytest.raises(ValueError, match="multiple of the group"):
+        HyperVQConfig(latent=7)
 
 
 def test_vectors_and_back_are_inverse():
@@ -62,19 +70,31 @@ def test_bin_positions_cover_the_tables():
     assert float(pos[-1]) == SCALES - 1 and float(pos[-2]) == pytest.approx(SCALES - 1, abs=1e-4)
 
 
+def test_initial_tables_are_distributions_favouring_the_centre_at_small_scales():
+    model = HyperpriorVQ(TINY)
+    p = torch.softmax(model.tables.detach(), 1)
+    assert p.shape == (SCALES, TINY.points + 1)
+    assert float(p[0, 0]) > 0.99 and float(p[-1, 0]) < 0.01 and float(p[-1, -1]) > 0.5
+
+
 def test_eval_rate_is_the_hard_indices_information_content():
-    """Outside training the rate is exactly -log2 p(index | rounded bin) plus the side information's."""
+    """Outside training the rate is exactly -log2 p(index | rounded bin), plus escapes' coordinates and z's bits."""
     torch.manual_seed(0)
     model = HyperpriorVQ(TINY).eval()
+    with torch.no_grad():
+        model.gains.gain.add_(4.0)  # some vectors escape the 61-point codebook
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         _, rate = model(x, 1)
         y = model.gains(model.g_a(x - 0.5), 1)
         z = model.h_a(y.abs())
         position = bin_positions(model.h_s(torch.round(z))).round().long()
-        k = model.quantize(y)
+        coords = model.quantize(y)
+        idx = model.indices(coords)
+        escaped = idx == TINY.points
+        assert 0 < int(escaped.sum()) < idx.numel()
         table = torch.log_softmax(model.tables, 1)
-        index_bits = -table[position, k].sum() / math.log(2)
+        index_bits = -table[position, idx].sum() / math.log(2) + escape_bits(coords[escaped]).sum()
         z_bits = -torch.log2(model.density.likelihood(torch.round(z), 1)).sum()
     assert float(rate) == pytest.approx(float(index_bits + z_bits), rel=1e-5)
 
@@ -82,13 +102,13 @@ def test_eval_rate_is_the_hard_indices_information_content():
 def test_training_pass_gives_gradients_to_every_part():
     torch.manual_seed(0)
     model = HyperpriorVQ(TINY).train()
-    with torch.no_grad():  # a random transform's latent is small: spread it over several codewords
+    with torch.no_grad():  # a random transform's latent is small: spread it over several points
         model.gains.gain.add_(3.0)
     x = torch.rand(2, 3, 64, 64)
     y, rate = model(x, 0)
     assert y.shape == x.shape and rate.shape == (2,)
     (rate.mean() + 100 * (y - x).pow(2).mean()).backward()
-    for name in ("codebook", "tables", "g_a.0.weight", "g_s.0.weight", "h_s.4.weight", "gains.gain"):
+    for name in ("tables", "g_a.0.weight", "g_s.0.weight", "h_s.4.weight", "gains.gain", "density.biases.0"):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and float(grad.abs().sum()) > 0, name
 
@@ -99,7 +119,7 @@ def test_warm_start_from_a_hyperprior_vae():
     state = grow_levels(vae.state_dict(), (0.001,), TINY.lambdas)
     model = HyperpriorVQ(TINY)
     missing, unexpected = model.load_state_dict(from_hyperprior_vae(state, TINY), strict=False)
-    assert set(missing) == {"codebook", "tables"} and not unexpected
+    assert set(missing) == {"tables"} and not unexpected
     assert torch.equal(model.g_a[0].weight, vae.g_a[0].weight)
     expected = vae.h_s[4].weight.reshape(3, 2, 4, 3, 3).mean(1)
     assert torch.allclose(model.h_s[4].weight, expected)
