@@ -20,17 +20,23 @@ def reopen(img: Image.Image, fmt: str, **kw) -> Image.Image:
     return Image.open(buf)
 
 
+
+def rgb_and_mode(image) -> tuple:
+    prepared = prepare(image)
+    return prepared.rgb, prepared.mode
+
+
 def test_rgb_array_and_image_agree():
     arr = smooth_image(9, 7)
-    a, mode_a = prepare(arr)
-    b, mode_b = prepare(Image.fromarray(arr))
+    a, mode_a = rgb_and_mode(arr)
+    b, mode_b = rgb_and_mode(Image.fromarray(arr))
     assert mode_a == mode_b == "RGB" and np.array_equal(np.asarray(a), np.asarray(b))
 
 
 @pytest.mark.parametrize("mode", ["L", "1", "I;16", "I", "F"])
 def test_grayscale_modes_decode_as_l(mode):
     img = Image.fromarray(smooth_image(6, 5)[..., 0]).convert(mode)
-    rgb, out_mode = prepare(img)
+    rgb, out_mode = rgb_and_mode(img)
     assert out_mode == "L" and rgb.mode == "RGB"
     r, g, b = (np.asarray(c) for c in rgb.split())
     assert np.array_equal(r, g) and np.array_equal(g, b)
@@ -39,21 +45,22 @@ def test_grayscale_modes_decode_as_l(mode):
 def test_sixteen_bit_png_is_scaled_not_clipped():
     arr16 = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 257).astype(np.uint16)  # 0..65535
     img = reopen(Image.fromarray(arr16), "PNG")
-    rgb, mode = prepare(img)
+    rgb, mode = rgb_and_mode(img)
     assert mode == "L"
     assert np.array_equal(np.asarray(rgb)[..., 0], np.arange(256).reshape(16, 16))
-    out, _ = prepare(arr16)  # a uint16 array too
+    out, _ = rgb_and_mode(arr16)  # a uint16 array too
     assert np.array_equal(np.asarray(out)[..., 0], np.arange(256).reshape(16, 16))
 
 
-def test_alpha_is_composited_on_white_with_a_warning():
+def test_alpha_is_kept_beside_the_colour():
     rgba = np.zeros((4, 4, 4), dtype=np.uint8)
     rgba[..., 0] = 200
     rgba[:2, :, 3] = 255  # top half opaque red-ish, bottom half transparent
-    with pytest.warns(UserWarning, match="alpha"):
-        rgb, mode = prepare(Image.fromarray(rgba, "RGBA"))
-    px = np.asarray(rgb)
-    assert mode == "RGB" and tuple(px[0, 0]) == (200, 0, 0) and tuple(px[3, 0]) == (255, 255, 255)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepared = prepare(Image.fromarray(rgba, "RGBA"))
+    assert prepared.mode == "RGBA" and tuple(np.asarray(prepared.rgb)[3, 0]) == (200, 0, 0)
+    assert np.array_equal(np.asarray(prepared.extras.alpha), rgba[..., 3])
 
 
 def test_palette_and_cmyk_become_rgb():
@@ -61,10 +68,10 @@ def test_palette_and_cmyk_become_rgb():
     pal = Image.fromarray(arr).convert("P")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no transparency: no warning
-        rgb, mode = prepare(pal)
+        rgb, mode = rgb_and_mode(pal)
     assert mode == "RGB" and np.array_equal(np.asarray(rgb), np.asarray(pal.convert("RGB")))
     cmyk = reopen(Image.fromarray(arr).convert("CMYK"), "JPEG", quality=95)
-    rgb, mode = prepare(cmyk)
+    rgb, mode = rgb_and_mode(cmyk)
     assert mode == "RGB" and np.abs(np.asarray(rgb).astype(int) - arr).mean() < 12
 
 
@@ -73,7 +80,7 @@ def test_exif_orientation_is_applied():
     img = Image.fromarray(arr)
     exif = img.getexif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
-    rotated, _ = prepare(reopen(img, "PNG", exif=exif))
+    rotated, _ = rgb_and_mode(reopen(img, "PNG", exif=exif))
     assert rotated.size == (10, 20)
 
 
@@ -135,7 +142,7 @@ def test_an_animation_is_coded_as_its_first_frame_with_a_warning(tmp_path):
     path = tmp_path / "anim.gif"
     frames[0].save(path, save_all=True, append_images=frames[1:])
     with pytest.warns(UserWarning, match="anim.gif has 2 frames"):
-        rgb, _ = prepare(path)
+        rgb, _ = rgb_and_mode(path)
     assert rgb.getpixel((0, 0))[0] > 200  # red: the first frame
     with pytest.warns(UserWarning, match="2 frames"):
         prepare(Image.open(path))

@@ -9,8 +9,8 @@ from PIL import Image
 
 from vqcodec.codec import MAX_PIXELS, BaselineCodec, Codec, VQCodec
 from vqcodec.errors import BitstreamError, ModelError, VQCodecError
-from vqcodec.format import unpack
-from vqcodec.images import ImageLike, prepare
+from vqcodec.format import unpack_file
+from vqcodec.images import ImageLike, Prepared, prepare
 from vqcodec.zoo import DEFAULT_MODEL, WeightsInfo, find, find_by_id, levels, missing_model_error
 
 CODECS = {"vq": VQCodec, "ae": BaselineCodec, "vae": BaselineCodec}
@@ -39,25 +39,33 @@ def load_codec(name: str = DEFAULT_MODEL, quality: int | None = None, device: st
 
 
 def compress(
-    image: ImageLike,
+    image: ImageLike | Prepared,
     quality: int | None = None,
     model: str | None = None,
     device: str | torch.device = "cpu",
     target_bpp: float | None = None,
     refine: int = 0,
+    *,
+    strip: bool = False,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    xmp: bytes | str | None = None,
 ) -> bytes:
-    """Compress an image (PIL image, path, or HxWx3 uint8 array) into .vqc bytes, at a quality
-    level of the model or at the best level whose file is at most ``target_bpp`` bits per pixel.
-    ``refine`` > 0: that many steps of encoder-side refinement (vq models; ``vqcodec.refine``)."""
+    """Compress an image (PIL image, path, or HxWx3 / HxWx4 uint8 array) into .vqc bytes, at a
+    quality level of the model or at the best level whose file is at most ``target_bpp`` bits
+    per pixel. ``refine`` > 0: that many steps of encoder-side refinement (vq models;
+    ``vqcodec.refine``). The image's ICC profile, EXIF and XMP are kept unless ``strip``;
+    ``icc_profile``, ``exif`` and ``xmp`` replace the image's own; alpha is kept losslessly."""
+    prepared = prepare(image, strip=strip, icc_profile=icc_profile, exif=exif, xmp=xmp)
     if target_bpp is None:
-        return load_codec(model or DEFAULT_MODEL, quality, device).compress(image, refine)
+        return load_codec(model or DEFAULT_MODEL, quality, device).compress(prepared, refine)
     if quality is not None:
         raise VQCodecError("give a quality level or a target rate, not both")
-    return compress_to_rate(image, target_bpp, model or DEFAULT_MODEL, device, refine)
+    return compress_to_rate(prepared, target_bpp, model or DEFAULT_MODEL, device, refine)
 
 
 def compress_to_rate(
-    image: ImageLike,
+    image: ImageLike | Prepared,
     target_bpp: float,
     model: str = DEFAULT_MODEL,
     device: str | torch.device = "cpu",
@@ -65,14 +73,13 @@ def compress_to_rate(
 ) -> bytes:
     """The file of the highest quality level of ``model`` at or under ``target_bpp`` (whole-file
     bits per pixel), found by binary search over the levels (rate rises with the level)."""
-    rgb, mode = prepare(image)
-    image = rgb if mode == "RGB" else rgb.convert("L")
+    prepared = prepare(image)
     qualities = [info.quality for info in levels(model)]
     best, lowest_bpp, lo, hi = None, None, 0, len(qualities) - 1
     while lo <= hi:
         mid = (lo + hi) // 2
-        data = load_codec(model, qualities[mid], device).compress(image, refine)
-        bpp = 8 * len(data) / (rgb.width * rgb.height)
+        data = load_codec(model, qualities[mid], device).compress(prepared, refine)
+        bpp = 8 * len(data) / prepared.pixels
         if bpp <= target_bpp:
             best, lo = data, mid + 1
         else:
@@ -91,7 +98,8 @@ def decompress(
     """Decode .vqc bytes with the shipped model that made them (or with ``model``, a name or weights file)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BitstreamError(f"expected bytes, got {type(data).__name__}")
-    header, payload = unpack(data)
+    file = unpack_file(data)
+    header = file.header
     if model is not None:  # the level of that model that decodes the file's id (another one refuses the file)
         found = levels(model)
         info = next((i for i in found if header.model_id in i.decodes), found[0])
@@ -99,4 +107,4 @@ def decompress(
         info = find_by_id(header.family, header.model_id)
         if info is None:
             raise missing_model_error(header.family, header.quality, header.model_id)
-    return _load(info, resolve_device(device)).decode_file(header, payload, max_pixels)
+    return _load(info, resolve_device(device)).decode_file(file, max_pixels)

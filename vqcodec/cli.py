@@ -183,10 +183,11 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     help="vq models: steps spent choosing the indices for the decoded image and their bits (about 40: "
     "higher PSNR for fewer bits, much slower encoding; decoding unchanged).",
 )
+@click.option("--strip", is_flag=True, help="Drop the ICC profile, EXIF and XMP (kept by default; alpha is kept).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def compress(ctx, inputs, output, quality, target_bpp, model, device, refine, force, as_json) -> None:
+def compress(ctx, inputs, output, quality, target_bpp, model, device, refine, strip, force, as_json) -> None:
     """Compress images (files or directories of images) into .vqc files."""
     import io
 
@@ -203,12 +204,13 @@ def compress(ctx, inputs, output, quality, target_bpp, model, device, refine, fo
         dst = output_path(src, output, len(files) > 1, ".vqc")
         refuse_overwrite(dst, force)
         start = time.perf_counter()
-        rgb, mode = prepare(src if str(src) != STDIO else open_image(io.BytesIO(read_input(src)), "standard input"))
-        image = rgb if mode == "RGB" else rgb.convert("L")
+        source = src if str(src) != STDIO else open_image(io.BytesIO(read_input(src)), "standard input")
+        image = prepare(source, strip=strip)
         data = codec.compress(image, refine) if codec else compress_to_rate(image, target_bpp, model, device, refine)
         seconds = time.perf_counter() - start
         write_atomic(dst, data, force)
-        bpp = 8 * len(data) / (rgb.width * rgb.height)
+        rgb = image.rgb
+        bpp = 8 * len(data) / image.pixels
         header, _ = parse_header(data)
         line = f"{src} -> {dst}: {header.family} q{header.quality}, {len(data)} bytes, {bpp:.4f} bpp, {seconds:.2f} s"
         return {
@@ -240,12 +242,12 @@ def compress(ctx, inputs, output, quality, target_bpp, model, device, refine, fo
 @click.pass_context
 def decompress(ctx, inputs, output, device, max_pixels, model, force, as_json) -> None:
     """Decompress .vqc files into images (PNG unless -o names another format)."""
-    import io
 
     from PIL import Image
 
     from vqcodec.api import decompress as decode
     from vqcodec.codec import MAX_PIXELS
+    from vqcodec.metadata import save_image
 
     files = expand(inputs, {".vqc"})
 
@@ -258,12 +260,11 @@ def decompress(ctx, inputs, output, device, max_pixels, model, force, as_json) -
         fmt = Image.registered_extensions().get(dst.suffix.lower() if str(dst) != STDIO else ".png")
         if fmt is None:
             raise VQCodecError(f"{dst}: unknown image format {dst.suffix!r} (use .png, .bmp, .tiff, ...)")
-        buf = io.BytesIO()
         try:
-            img.save(buf, format=fmt)
+            encoded = save_image(img, fmt)
         except (KeyError, ValueError, OSError) as e:
             raise VQCodecError(f"{dst}: cannot write this image as {fmt} ({e})") from e
-        write_atomic(dst, buf.getvalue(), force)
+        write_atomic(dst, encoded, force)
         line = f"{src} -> {dst}: {img.width}x{img.height} {img.mode}, {seconds:.2f} s"
         return {
             "input": str(src),
@@ -281,12 +282,14 @@ def decompress(ctx, inputs, output, device, max_pixels, model, force, as_json) -
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def info(file, as_json) -> None:
-    """Show the header of a .vqc file."""
-    from vqcodec.format import unpack
+    """Show the header of a .vqc file and what it keeps beside the image (profile, EXIF, XMP, alpha)."""
+    from vqcodec.format import pack_chunk, unpack_file
+    from vqcodec.metadata import chunk_summary
     from vqcodec.zoo import find_by_id, retired
 
     data = Path(file).read_bytes()
-    header, payload = unpack(data)
+    parsed = unpack_file(data)
+    header, payload = parsed.header, parsed.payload
     known = find_by_id(header.family, header.model_id)
     model = None
     if known is not None:
@@ -304,14 +307,18 @@ def info(file, as_json) -> None:
         "width": header.width,
         "height": header.height,
         "mode": header.mode,
-        "header_bytes": len(data) - len(payload),
+        "header_bytes": len(data) - len(payload) - sum(len(pack_chunk(c)) for c in parsed.chunks),
         "payload_bytes": len(payload),
+        "chunk_bytes": sum(len(pack_chunk(c)) for c in parsed.chunks),
         "bpp": 8 * len(data) / header.pixels,
+        **chunk_summary(parsed.chunks),
     }
     if as_json:
         click.echo(json.dumps(fields, indent=2))
     else:
         for k, v in fields.items():
+            if isinstance(v, dict):
+                v = ", ".join(f"{name} {value}" for name, value in v.items())
             click.echo(f"{k:>13}: {v if v is not None else 'not installed'}")
 
 
@@ -444,7 +451,7 @@ def compare(photo, codecs, quality, target_bpp, model, out, force) -> None:
 
     if target_bpp is not None and quality is not None:
         raise VQCodecError("give -q/--quality or --target-bpp, not both")
-    rgb, _ = prepare(photo)
+    rgb = prepare(photo).rgb
     try:
         variants = compare_codecs(rgb, codecs.split(","), quality, target_bpp, model)
     except ValueError as e:

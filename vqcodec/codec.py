@@ -34,9 +34,10 @@ from PIL import Image
 
 from vqcodec import entropy, int8
 from vqcodec.errors import BitstreamError, ModelError, VQCodecError
-from vqcodec.format import Header, pack, read_varint, unpack, varint
+from vqcodec.format import VERSION, Container, Header, pack, read_varint, unpack_file, varint
 from vqcodec.hardware import bf16_supported, int8_matmul_fast
-from vqcodec.images import ImageLike, prepare
+from vqcodec.images import ImageLike, Prepared, prepare
+from vqcodec.metadata import attach, from_chunks, to_chunks
 from vqcodec.models.ae import (
     AEConfig,
     FactorizedAE,
@@ -131,35 +132,49 @@ class Codec:
     def __init__(self, info: WeightsInfo, device: torch.device):
         self.info, self.device = info, device
 
-    def compress(self, image: ImageLike, refine: int = 0) -> bytes:
-        """Encode an image (PIL image, path or uint8 array) into .vqc bytes; ``refine`` > 0
-        spends that many steps choosing the indices for the decoded image (vq models,
-        ``vqcodec.refine``: slower encoding, the same decoder)."""
+    def compress(self, image: ImageLike | Prepared, refine: int = 0) -> bytes:
+        """Encode an image (PIL image, path, uint8 array, or one ``images.prepare`` made ready,
+        with its metadata choices) into .vqc bytes; ``refine`` > 0 spends that many steps
+        choosing the indices for the decoded image (vq models, ``vqcodec.refine``: slower
+        encoding, the same decoder)."""
         if refine < 0:
             raise VQCodecError(f"refine must be 0 or more steps, not {refine}")
-        rgb, mode = prepare(image)
-        payload = self.encode(pixels(rgb, self.multiple), refine)
+        prepared = prepare(image)
+        payload = self.encode(pixels(prepared.rgb, self.multiple), refine)
+        chunks = to_chunks(prepared.extras)
+        version, layout = (VERSION, self.format_version) if chunks else (self.format_version, 0)
         header = Header(
-            self.family, self.info.quality, self.info.model_id, rgb.width, rgb.height, mode, version=self.format_version
+            self.family,
+            self.info.quality,
+            self.info.model_id,
+            prepared.rgb.width,
+            prepared.rgb.height,
+            prepared.mode,
+            version=version,
+            layout=layout,
         )
-        return pack(header, payload)
+        return pack(header, payload, chunks)
 
     def decompress(self, data: bytes, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
         """Decode .vqc bytes made by this codec's model into a PIL image."""
-        return self.decode_file(*unpack(data), max_pixels)
+        return self.decode_file(unpack_file(data), max_pixels)
 
-    def decode_file(self, header: Header, payload: bytes, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
-        """Decode a parsed .vqc file (see ``format.unpack``) into a PIL image."""
+    def decode_file(self, file: Container, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+        """Decode a parsed .vqc file (see ``format.unpack_file``) into a PIL image: RGB or L, or
+        RGBA or LA with its alpha, with its ICC profile, EXIF and XMP in ``info``."""
+        header = file.header
         check_size(header, max_pixels)
         if header.family != self.family or header.model_id not in self.info.decodes:
             raise BitstreamError(
                 f"file was made by model {header.family} q{header.quality} id {header.model_id.hex()}, "
                 f"not by this codec ({self.info.name} q{self.info.quality} id {self.info.model_id.hex()})"
             )
+        extras = from_chunks(file.chunks, (header.width, header.height), header.mode in ("RGBA", "LA"))
         m = self.multiple
-        out = self.decode(payload, math.ceil(header.height / m) * m, math.ceil(header.width / m) * m, header.version)
+        height, width = math.ceil(header.height / m) * m, math.ceil(header.width / m) * m
+        out = self.decode(file.payload, height, width, header.payload_layout)
         img = Image.fromarray(out[:, : header.height, : header.width].permute(1, 2, 0).numpy())
-        return img.convert("L") if header.mode == "L" else img
+        return attach(img.convert("L") if header.mode in ("L", "LA") else img, extras)
 
     def encode(self, x: torch.Tensor, refine: int = 0) -> bytes:
         raise NotImplementedError

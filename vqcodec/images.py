@@ -4,8 +4,9 @@ Policy, documented in the README:
 - EXIF orientation is applied, so the decoded image looks the way the original was shown.
 - Grayscale inputs (1, L, I, I;16, F, LA) are coded as gray RGB and decoded as mode L.
 - 16-bit inputs are scaled to 8 bits (v * 255 / 65535, rounded).
-- Alpha (RGBA, LA, PA, palette transparency) is composited onto white with a warning:
-  vqcodec codes colour only.
+- Alpha (RGBA, LA, PA, palette transparency) is kept, losslessly, beside the coded colour
+  (the colour of fully transparent pixels is coded too); the decoded image is RGBA or LA.
+- The ICC profile, EXIF and XMP are kept unless stripped (``vqcodec.metadata``).
 - CMYK, YCbCr, LAB, HSV and palette images are converted to RGB.
 - Animations and multi-page files are coded as their first frame, with a warning.
 - Any failure to read a file, Pillow's decompression-bomb limit included, is an ImageError
@@ -15,6 +16,7 @@ Policy, documented in the README:
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -22,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vqcodec.errors import ImageError
+from vqcodec.metadata import Extras, source_extras
 
 ImageLike = Image.Image | str | Path | np.ndarray
 BinaryFile = IO[bytes]
@@ -68,15 +71,51 @@ def _scale16(arr: np.ndarray) -> np.ndarray:
     return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
-def _flatten_alpha(im: Image.Image) -> Image.Image:
-    warnings.warn("vqcodec codes colour only: the alpha channel is composited onto white", stacklevel=4)
-    rgba = im.convert("RGBA")
-    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(background, rgba).convert("RGB")
+@dataclass(frozen=True)
+class Prepared:
+    """An input made ready to code: its colour as RGB, the mode it decodes to (RGB, L, RGBA or
+    LA) and what the file keeps beside the colour. Preparing it again returns it as it is."""
+
+    rgb: Image.Image
+    mode: str
+    extras: Extras
+
+    @property
+    def pixels(self) -> int:
+        return self.rgb.width * self.rgb.height
 
 
-def prepare(image: ImageLike) -> tuple[Image.Image, str]:
-    """Any supported input -> (RGB PIL image, mode to decode to: "RGB" or "L")."""
+def _alpha_plane(image: Image.Image) -> Image.Image | None:
+    """The alpha of an image that has one (RGBA, LA, PA, palette transparency), as mode L."""
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+        return image.convert("RGBA").getchannel("A")
+    return None
+
+
+def _colour(image: Image.Image) -> tuple[Image.Image, str]:
+    """(RGB image, "RGB" or "L") of an image of any mode, alpha left out."""
+    if image.mode in GRAY_MODES:
+        if image.mode.startswith("I") or image.mode == "F":
+            arr = np.asarray(image)
+            peak = 65535 if image.mode != "F" else 1.0
+            arr = np.clip(arr.astype(np.float64) / peak * 255 + 0.5, 0, 255).astype(np.uint8)
+            image = Image.fromarray(arr)
+        return image.convert("L").convert("RGB"), "L"
+    return image.convert("RGBA").convert("RGB") if image.mode in ("P", "PA") else image.convert("RGB"), "RGB"
+
+
+def prepare(
+    image: ImageLike | Prepared,
+    *,
+    strip: bool = False,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    xmp: bytes | str | None = None,
+) -> Prepared:
+    """Any supported input -> what the codec codes and what the file keeps beside it: the
+    input's ICC profile, EXIF and XMP unless ``strip``, or those given instead."""
+    if isinstance(image, Prepared):
+        return image
     if isinstance(image, (str, Path)):
         image = open_image(image)
     elif isinstance(image, Image.Image) and getattr(image, "n_frames", 1) > 1:
@@ -91,16 +130,7 @@ def prepare(image: ImageLike) -> tuple[Image.Image, str]:
         pass
     if image.width < 1 or image.height < 1:
         raise ImageError("image has no pixels")
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info)
-    if image.mode in GRAY_MODES:
-        if image.mode == "LA":
-            return _flatten_alpha(image).convert("L").convert("RGB"), "L"
-        if image.mode.startswith("I") or image.mode == "F":
-            arr = np.asarray(image)
-            peak = 65535 if image.mode != "F" else 1.0
-            arr = np.clip(arr.astype(np.float64) / peak * 255 + 0.5, 0, 255).astype(np.uint8)
-            image = Image.fromarray(arr)
-        return image.convert("L").convert("RGB"), "L"
-    if has_alpha:
-        return _flatten_alpha(image), "RGB"
-    return image.convert("RGB"), "RGB"
+    alpha = _alpha_plane(image)
+    rgb, mode = _colour(image)
+    extras = source_extras(image, alpha, strip=strip, icc_profile=icc_profile, exif=exif, xmp=xmp)
+    return Prepared(rgb, mode + ("A" if alpha is not None else ""), extras)

@@ -1,6 +1,8 @@
 """Pillow plugin, registered on ``import vqcodec``: ``Image.open("x.vqc")`` decodes .vqc files and
 ``img.save("x.vqc", quality=..., model=..., target_bpp=...)`` writes them, as Pillow does for WebP
-and AVIF."""
+and AVIF: an opened file has its ICC profile, EXIF and XMP in ``info`` (and ``getexif()``) and
+is RGBA or LA where the source had alpha; saving keeps what ``img.info`` carries, unless
+``strip=True``, with ``icc_profile=``, ``exif=`` and ``xmp=`` overriding it."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from typing import IO
 
 from PIL import Image, ImageFile
 
-from vqcodec.format import MAGIC, parse_header
+from vqcodec.format import MAGIC, parse_header, unpack_chunks
+from vqcodec.metadata import from_chunks
 
 FORMAT = "VQC"
 
@@ -23,9 +26,12 @@ class VQCImageFile(ImageFile.ImageFile):
     format_description = "vqcodec learned image compression"
 
     def _open(self) -> None:
-        header, _ = parse_header(self.fp.read(64))
+        data = self.fp.read()
+        header, start = parse_header(data)  # the payload's checksum is checked when it is decoded
+        chunks = unpack_chunks(data, start + header.payload_length, header.chunk_count) if header.chunk_count else ()
         self._size = (header.width, header.height)
         self._mode = header.mode
+        self.info.update(from_chunks(chunks, self._size, has_alpha=False, with_alpha=False).metadata)
         self.tile = [ImageFile._Tile("vqc", (0, 0, *self.size), 0, None)]
 
 
@@ -46,6 +52,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from vqcodec.api import compress
 
     options = im.encoderinfo
+    exif = options.get("exif")
     fp.write(
         compress(
             im,
@@ -54,6 +61,10 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
             target_bpp=options.get("target_bpp"),
             device=options.get("device", "cpu"),
             refine=options.get("refine", 0),
+            strip=options.get("strip", False),
+            icc_profile=options.get("icc_profile"),
+            exif=exif.tobytes() if isinstance(exif, Image.Exif) else exif,
+            xmp=options.get("xmp"),
         )
     )
 
