@@ -2,7 +2,8 @@
 
 Starts from valid .vqc files made by the shipped model and feeds vqcodec.decompress
 truncations, bit flips, byte replacements, spliced headers, random bytes and valid headers
-(with correct checksums) around garbage payloads. Every case must either decode to an image of
+(with correct checksums) around garbage payloads, and version-4 files whose chunks are random
+(known and unknown types, lying lengths). Every case must either decode to an image of
 the size its header claims or raise BitstreamError; anything else (another exception, a
 crash, a case over the time limit, memory growing past the limit) is a failure, printed with
 its bytes in hex. Prints the count of each outcome.
@@ -17,29 +18,56 @@ import re
 import resource
 import time
 import traceback
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
 
 import vqcodec
-from vqcodec.format import Header, pack, unpack
+from vqcodec.format import Chunk, Header, pack, pack_chunk, unpack, unpack_file
 
 MAX_PIXELS = 1 << 16  # keeps each garbage decode small; the limit itself is tested in the suite
 
 
 def seeds(model: str) -> list[bytes]:
+    """Files of a few sizes, half of them with version 4's chunks (alpha, ICC, EXIF, XMP)."""
     rng = np.random.default_rng(0)
     out = []
     for h, w in ((8, 8), (17, 23), (40, 60)):
         y, x = np.mgrid[0:h, 0:w]
         img = np.stack([(x * 7 + y * 3 + c * 50) % 256 for c in range(3)], -1) + rng.integers(0, 20, (h, w, 3))
-        out.append(vqcodec.compress(Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)), model=model))
+        rgb = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+        out.append(vqcodec.compress(rgb, model=model))
+        rgba = rgb.convert("RGBA")
+        rgba.putalpha(Image.fromarray(((x * 11 + y * 5) % 256).astype(np.uint8)))
+        exif = Image.Exif()
+        exif[0x010F] = "fuzz"
+        out.append(vqcodec.compress(rgba, model=model, icc_profile=b"icc" * 20, exif=exif.tobytes(), xmp=b"<x/>"))
     return out
+
+
+def mutate_chunks(data: bytes, rnd: random.Random) -> bytes:
+    """A version-4 file whose chunks are replaced by random ones (types known and unknown,
+    lengths that may lie), with every checksum right: what the chunk parser must refuse cleanly."""
+    file = unpack_file(data)
+    chunks = []
+    for _ in range(rnd.randint(0, 4)):
+        kind = rnd.choice([b"ICCP", b"EXIF", b"XMP ", b"ALPH", rnd.randbytes(4)])
+        body = rnd.choice([rnd.randbytes(rnd.randint(0, 64)), bytes([0, rnd.randrange(256)]), b"\x01RIFF"])
+        chunks.append(Chunk(kind, body))
+    mode = rnd.choice(["RGB", "L", "RGBA", "LA"])
+    header = replace(file.header, mode=mode, version=4, layout=file.header.payload_layout, chunk_count=len(chunks))
+    buf = bytearray(pack(header, file.payload, tuple(chunks)))
+    if rnd.random() < 0.5 and chunks:  # a lying length or count behind a correct header checksum
+        buf[rnd.randrange(len(buf) - len(b"".join(pack_chunk(c) for c in chunks)), len(buf))] ^= 1 << rnd.randrange(8)
+    return bytes(buf)
 
 
 def mutate(data: bytes, rnd: random.Random) -> tuple[str, bytes]:
     buf = bytearray(data)
-    kind = rnd.choice(["truncate", "bitflip", "bytes", "splice", "random", "garbage-payload", "header-fields"])
+    kind = rnd.choice(
+        ["truncate", "bitflip", "bytes", "splice", "random", "garbage-payload", "header-fields", "chunks"]
+    )
     if kind == "truncate":
         buf = buf[: rnd.randrange(len(buf))]
     elif kind == "bitflip":
@@ -54,6 +82,8 @@ def mutate(data: bytes, rnd: random.Random) -> tuple[str, bytes]:
         buf = buf[:cut] + rnd.randbytes(rnd.randint(0, 64)) + buf[cut + rnd.randint(0, 16) :]
     elif kind == "random":
         buf = bytearray(rnd.randbytes(rnd.randint(0, 256)))
+    elif kind == "chunks":
+        buf = bytearray(mutate_chunks(data, rnd))
     else:
         header, payload = unpack(data)
         if kind == "garbage-payload":

@@ -1,4 +1,4 @@
-"""Write the golden files that pin the bitstream: python bin/make_golden.py [vq] [ae] [vae]
+"""Write the golden files that pin the bitstream: python bin/make_golden.py [vq] [v4] [ae] [vae]
 
 tests/data/golden-vN.vqc (N: the format version) is a 96x64 crop of samples/bsds-val-2.png
 compressed by the shipped default vq model; golden-vN-indices.npy and golden-vN-decoded.png
@@ -9,8 +9,10 @@ every reading path stays pinned when the default model is replaced. golden-vN-ae
 same crop compressed by the default levels of the ae and vae models, with the rounded latents
 (-latent.npy, and -side.npy for the vae) and pixels they must decode to; when a release retires
 that model, its file moves to golden-vN-FAMILY-retired-RELEASE.vqc, which must name that
-release. Regenerate a family's files only on a deliberate format version or model change (and
-say so in the commit); files of earlier versions stay, and must keep decoding.
+release. golden-v4.vqc is the same crop with alpha, an ICC profile, EXIF and XMP (format
+version 4's chunks), with the RGBA image it decodes to. Regenerate a family's files only on a
+deliberate format version or model change (and say so in the commit); files of earlier versions
+stay, and must keep decoding.
 """
 
 import sys
@@ -75,10 +77,42 @@ def golden_baseline(family: str) -> bytes:
     return data
 
 
+def with_extras(img: Image.Image) -> Image.Image:
+    """The crop with what version 4 keeps beside the colour: a soft-edged alpha, an sRGB profile,
+    EXIF (a make, orientation 1) and XMP."""
+    from PIL import ImageCms, ImageDraw, ImageFilter
+
+    alpha = Image.new("L", img.size, 0)
+    ImageDraw.Draw(alpha).ellipse((8, 4, img.width - 8, img.height - 4), fill=255)
+    out = img.convert("RGBA")
+    out.putalpha(alpha.filter(ImageFilter.GaussianBlur(4)))
+    exif = Image.Exif()
+    exif[0x010F] = "vqcodec golden"
+    out.info.update(
+        icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(),
+        exif=exif.tobytes(),
+        xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>',
+    )
+    return out
+
+
+def golden_v4() -> bytes:
+    """golden-v4.vqc: the crop with extras (``with_extras``) by the default vq model; its colour
+    payload is the same as golden-v2's, its decoded RGBA image (float32 networks) beside it."""
+    codec = vqcodec.load_codec("vq")
+    data = codec.compress(with_extras(crop()))
+    (OUT / "golden-v4.vqc").write_bytes(data)
+    bf16, int8, codec.bf16, codec.int8_decoder = codec.bf16, codec.int8_decoder, False, None
+    codec.decompress(data).save(OUT / "golden-v4-decoded.png")
+    codec.bf16, codec.int8_decoder = bf16, int8
+    return data
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    for family in sys.argv[1:] or ["vq", "ae", "vae"]:
-        data = golden_vq() if family == "vq" else golden_baseline(family)
+    makers = {"vq": golden_vq, "v4": golden_v4}
+    for family in sys.argv[1:] or ["vq", "v4", "ae", "vae"]:
+        data = makers[family]() if family in makers else golden_baseline(family)
         header, _ = unpack(data)
         print(f"{family}: {len(data)} bytes, q{header.quality} id {header.model_id.hex()}")
 

@@ -119,6 +119,17 @@ def tiny_ladder(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def installed_tiny(tiny_weights, monkeypatch):
+    """The tiny codec installed as the only shipped model, so files made with it open by id."""
+    from vqcodec import api, zoo
+
+    monkeypatch.setattr(zoo, "shipped", lambda: (zoo.read_info(tiny_weights),))
+    api._load.cache_clear()
+    yield tiny_weights
+    api._load.cache_clear()
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 

@@ -5,6 +5,7 @@ version or ship the model under a new id, keep the old decoder path, and regener
 files with bin/make_golden.py only for the new version.
 """
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,24 @@ def test_a_retired_baselines_file_names_the_release_that_decodes_it(name):
     data = (DATA / name).read_bytes()
     with pytest.raises(ModelError, match=rf"retired after vqcodec {release}: .*vqcodec=={release}"):
         vqcodec.decompress(data)
+
+
+def test_golden_version_4_file_keeps_its_colour_alpha_and_metadata():
+    """Version 4 adds chunks: the colour payload is version 2's, byte for byte."""
+    from PIL import ImageCms
+
+    from vqcodec.format import unpack_file
+
+    file = unpack_file((DATA / "golden-v4.vqc").read_bytes())
+    assert (file.header.version, file.header.payload_layout, file.header.mode) == (4, 2, "RGBA")
+    assert file.payload == unpack((DATA / "golden-v2.vqc").read_bytes())[1]
+    decoded = vqcodec.decompress((DATA / "golden-v4.vqc").read_bytes())
+    expected = Image.open(DATA / "golden-v4-decoded.png")
+    assert decoded.mode == expected.mode == "RGBA"
+    assert np.array_equal(np.asarray(decoded.getchannel("A")), np.asarray(expected.getchannel("A")))
+    diff = np.abs(np.asarray(decoded, dtype=np.int16)[..., :3] - np.asarray(expected, dtype=np.int16)[..., :3])
+    assert diff.mean() <= 1.0  # the decoder network as in the version-2 file's test
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(decoded.info["icc_profile"]))
+    assert "sRGB" in ImageCms.getProfileDescription(profile) and len(decoded.info["icc_profile"]) == 588
+    assert decoded.getexif()[0x010F] == "vqcodec golden"
+    assert decoded.info["xmp"] == b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>'

@@ -20,7 +20,6 @@ def reopen(img: Image.Image, fmt: str, **kw) -> Image.Image:
     return Image.open(buf)
 
 
-
 def rgb_and_mode(image) -> tuple:
     prepared = prepare(image)
     return prepared.rgb, prepared.mode

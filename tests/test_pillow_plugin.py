@@ -28,17 +28,6 @@ def test_pillow_reports_corrupt_vqc_as_bitstream_error():
         im.load()
 
 
-@pytest.fixture
-def installed_tiny(tiny_weights, monkeypatch):
-    """The tiny codec installed as the only shipped model, so files made with it open by id."""
-    from vqcodec import api, zoo
-
-    monkeypatch.setattr(zoo, "shipped", lambda: (zoo.read_info(tiny_weights),))
-    api._load.cache_clear()
-    yield tiny_weights
-    api._load.cache_clear()
-
-
 MODES = {"RGB": "RGB", "L": "L", "1": "L", "I;16": "L", "I": "L", "F": "L", "P": "RGB", "CMYK": "RGB", "YCbCr": "RGB"}
 
 

@@ -157,7 +157,8 @@ def chunk_summary(chunks: tuple[Chunk, ...]) -> dict:
         tags = Image.Exif()
         try:
             tags.load(found[EXIF])
-            count = len(tags) + sum(len(tags.get_ifd(ifd)) for ifd in (0x8769, 0x8825))
+            pointers = [ifd for ifd in (0x8769, 0x8825) if ifd in tags]  # Exif and GPS blocks: tags of their own
+            count = len(tags) - len(pointers) + sum(len(tags.get_ifd(ifd)) for ifd in pointers)
         except Exception:
             count = None
         out["exif"] = {"tags": count, "bytes": len(found[EXIF])}

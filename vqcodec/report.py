@@ -391,7 +391,9 @@ def write_markdown(
         "",
         "Rates are 8 x whole-file bytes / pixels; PSNR on full RGB images;",
         f"BD against **{anchor}** over the overlapping range (negative BD-rate = fewer bits than the anchor",
-        "for the same quality). n/a: fewer than 2 rate points.",
+        "for the same quality). n/a: fewer than 2 rate points. Every codec codes the images' RGB colour",
+        "(an image with alpha is read as its RGB channels: vqcodec would code its alpha losslessly beside",
+        "the colour, at a cost no classical anchor here pays), with no metadata in the files.",
         "",
     ]
     lines += markdown_table(*summary_cells(table, anchor))
