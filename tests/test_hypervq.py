@@ -5,12 +5,14 @@ import math
 import pytest
 import torch
 
-from vqcodec.models.ae import SCALES, AEConfig, grow_levels, make_model
+from vqcodec.models.ae import AEConfig, grow_levels, make_model
 from vqcodec.models.hypervq import (
+    BINS,
     HyperpriorVQ,
     HyperVQConfig,
     bin_positions,
     coordinates_to_vectors,
+    corners,
     escape_bits,
     from_hyperprior_vae,
     lattice_points,
@@ -67,14 +69,34 @@ def test_vectors_and_back_are_inverse():
 def test_bin_positions_cover_the_tables():
     pos = bin_positions(torch.tensor([0.0, 0.11, 1.0, 64.0, 1000.0]))
     assert float(pos[0]) == 0 and float(pos[1]) == pytest.approx(0, abs=1e-6)
-    assert float(pos[-1]) == SCALES - 1 and float(pos[-2]) == pytest.approx(SCALES - 1, abs=1e-4)
+    assert float(pos[-1]) == BINS - 1 and float(pos[-2]) == pytest.approx(BINS - 1, abs=1e-4)
+
+
+def test_corners_weigh_the_four_surrounding_bins():
+    bins, weights = corners(torch.tensor([[0.0, 0.0], [2.25, 3.5], [BINS - 1.0, BINS - 1.0]]))
+    assert bins[0].tolist()[0] == 0 and weights[0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert bins[1].tolist() == [2 * BINS + 3, 2 * BINS + 4, 3 * BINS + 3, 3 * BINS + 4]
+    assert weights[1].tolist() == pytest.approx([0.375, 0.375, 0.125, 0.125])
+    assert weights[2].tolist() == [0.0, 0.0, 0.0, 1.0] and int(bins[2, 3]) == BINS * BINS - 1
 
 
 def test_initial_tables_are_distributions_favouring_the_centre_at_small_scales():
-    model = HyperpriorVQ(TINY)
-    p = torch.softmax(model.tables.detach(), 1)
-    assert p.shape == (SCALES, TINY.points + 1)
+    p = HyperpriorVQ(TINY).log_tables().exp()
+    assert p.shape == (BINS * BINS, TINY.points + 1)
+    assert torch.allclose(p.sum(1), torch.ones(BINS * BINS), atol=1e-4)
     assert float(p[0, 0]) > 0.99 and float(p[-1, 0]) < 0.01 and float(p[-1, -1]) > 0.5
+
+
+def test_tables_follow_the_indices_they_see():
+    torch.manual_seed(0)
+    model = HyperpriorVQ(TINY)
+    before = model.log_tables()[0].exp()
+    position = torch.zeros(200_000, 2)  # every vector in the first bin, all of them the point index 3
+    coords = lattice_points(TINY.points)[3].expand(200_000, 2)
+    model.count(position, coords)
+    after = model.log_tables()[0].exp()
+    assert float(before[3]) < 0.01 and float(after[3]) > 0.95  # remembers about TABLE_MEMORY vectors
+    assert torch.equal(model.log_tables()[1], HyperpriorVQ(TINY).log_tables()[1])  # an unseen bin stays
 
 
 def test_eval_rate_is_the_hard_indices_information_content():
@@ -88,13 +110,14 @@ def test_eval_rate_is_the_hard_indices_information_content():
         _, rate = model(x, 1)
         y = model.gains(model.g_a(x - 0.5), 1)
         z = model.h_a(y.abs())
-        position = bin_positions(model.h_s(torch.round(z))).round().long()
+        position = model.vectors(bin_positions(model.h_s(torch.round(z)))).round().long()
         coords = model.quantize(y)
         idx = model.indices(coords)
         escaped = idx == TINY.points
         assert 0 < int(escaped.sum()) < idx.numel()
-        table = torch.log_softmax(model.tables, 1)
-        index_bits = -table[position, idx].sum() / math.log(2) + escape_bits(coords[escaped]).sum()
+        table = model.log_tables()
+        index_bits = -table[position[..., 0] * BINS + position[..., 1], idx].sum() / math.log(2)
+        index_bits = index_bits + escape_bits(coords[escaped]).sum()
         z_bits = -torch.log2(model.density.likelihood(torch.round(z), 1)).sum()
     assert float(rate) == pytest.approx(float(index_bits + z_bits), rel=1e-5)
 
@@ -108,9 +131,12 @@ def test_training_pass_gives_gradients_to_every_part():
     y, rate = model(x, 0)
     assert y.shape == x.shape and rate.shape == (2,)
     (rate.mean() + 100 * (y - x).pow(2).mean()).backward()
-    for name in ("tables", "g_a.0.weight", "g_s.0.weight", "h_s.4.weight", "gains.gain", "density.biases.0"):
+    counts = model.counts.clone()
+    for name in ("g_a.0.weight", "g_s.0.weight", "h_s.4.weight", "gains.gain", "density.biases.0"):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and float(grad.abs().sum()) > 0, name
+    model(x, 0)
+    assert not torch.equal(model.counts, counts)  # a training pass moves the tables
 
 
 def test_warm_start_from_a_hyperprior_vae():
@@ -118,8 +144,7 @@ def test_warm_start_from_a_hyperprior_vae():
     vae = make_model(AEConfig(channels=8, latent=6, hyper=4, lambdas=(0.001,)))
     state = grow_levels(vae.state_dict(), (0.001,), TINY.lambdas)
     model = HyperpriorVQ(TINY)
-    missing, unexpected = model.load_state_dict(from_hyperprior_vae(state, TINY), strict=False)
-    assert set(missing) == {"tables"} and not unexpected
+    missing, unexpected = model.load_state_dict(from_hyperprior_vae(state), strict=False)
+    assert set(missing) == {"counts"} and not unexpected
     assert torch.equal(model.g_a[0].weight, vae.g_a[0].weight)
-    expected = vae.h_s[4].weight.reshape(3, 2, 4, 3, 3).mean(1)
-    assert torch.allclose(model.h_s[4].weight, expected)
+    assert torch.equal(model.h_s[4].weight, vae.h_s[4].weight)

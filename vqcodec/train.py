@@ -464,13 +464,13 @@ def validate_baseline(
 def hypervq_from_vae(model: HyperpriorVQ, source: str) -> dict:
     """Start a hyper-VQ model from a trained variable-rate scale-hyperprior VAE (a run directory
     or its pack) of the same transform shape: its transforms, gains (grown to the model's
-    lambdas), hyperprior and side-information densities (``from_hyperprior_vae``). Returns the
+    lambdas), hyperprior and side-information densities. Returns the
     source's record for the run's configuration, its training budget included."""
     config, state, budget = read_run_weights(source)
     old = tuple(config["model"]["lambdas"])
-    state = from_hyperprior_vae(grow_levels(state, old, model.cfg.lambdas), model.cfg)
+    state = from_hyperprior_vae(grow_levels(state, old, model.cfg.lambdas))
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or set(missing) != {"tables"}:
+    if unexpected or set(missing) != {"counts"}:
         raise ValueError(f"{source} is no hyperprior VAE of this shape: missing {missing}, unexpected {unexpected}")
     return {"source": str(source), "model": config["model"], "budget": budget}
 

@@ -20,17 +20,23 @@ steps) and every rate's bits with it (docs/history.md).
 
 Entropy model: a hyper-analysis summarises the latent into side information z (coded under a
 factorized density per rate, as the VAE baseline does); the hyper-synthesis predicts from the
-rounded z one scale per vector, and each of ``SCALES`` log-spaced scale bins has a learned
-distribution over the codebook and the escape: p(index | bin), which models the two channels
-of a pair jointly. The scales are computed by the baseline's exact
-integer hyper-synthesis, so every machine picks the same tables.
+rounded z a scale for every latent channel, exactly as the VAE's does (so the VAE's hyperprior
+carries over whole). A vector's two scales pick one of ``BINS`` x ``BINS`` log-spaced scale
+bins, and each bin has a distribution over the codebook and the escape: p(index | bin), which
+models the two channels of a pair jointly. The tables are counts, kept as a moving average of
+the indices each bin saw in training (as a VQ-VAE's codebook is kept; each table is a
+distribution remembering about its last TABLE_MEMORY vectors), not learned by gradient:
+at a gradient's pace they lagged their bins' statistics by a factor of 2 in bits after 1,000
+steps. The scales are computed by the baseline's exact integer hyper-synthesis, so every
+machine picks the same tables.
 
 Training (soft-to-hard VQ: Agustsson et al., "Soft-to-hard vector quantization for end-to-end
 learning compressible representations", NeurIPS 2017): the synthesis sees the nearest lattice
 point, with a straight-through gradient to the latent; the rate is the hard index's information
 content, with the gradient of its expectation under a soft assignment over the point and its
 six neighbours, softmax(-|y - c|^2 / temperature), which moves latents towards cheaper points.
-The scale bin is interpolated between its two neighbours while training and rounded otherwise.
+The scale bins are interpolated bilinearly between their neighbours while training (the
+gradient that trains the hyperprior) and rounded otherwise.
 """
 
 from __future__ import annotations
@@ -40,12 +46,11 @@ from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vqcodec.models.ae import (
+    SCALE_MAX,
     SCALE_MIN,
-    SCALES,
     FactorizedDensity,
     Gains,
     analysis,
@@ -54,7 +59,6 @@ from vqcodec.models.ae import (
     full_precision,
     rate_proxy,
     round_half_even_ste,
-    scale_table,
     synthesis,
     up,
 )
@@ -63,6 +67,9 @@ LAMBDAS = (0.00045, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483, 0.0932
 SPACING = math.sqrt(2 / math.sqrt(3))  # A2's nearest-neighbour distance for cells of unit area
 BASIS = torch.tensor([[SPACING, 0.0], [SPACING / 2, SPACING * math.sqrt(3) / 2]], dtype=torch.float64)
 NEIGHBOURS = torch.tensor([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1], [1, -1], [-1, 1]])  # a point and its six
+BINS = 16  # log-spaced scales per channel of a pair, SCALE_MIN to SCALE_MAX
+TABLE_MEMORY = 50_000  # vectors a table's moving average remembers (a bin moves by what it sees)
+PSEUDO_COUNT = 1e-7  # probability added to every entry of a table: no index is impossible
 
 
 @dataclass
@@ -134,10 +141,39 @@ def escape_bits(coords: torch.Tensor) -> torch.Tensor:
     return (2 * torch.floor(torch.log2(magnitude.float())) + 2).sum(-1)
 
 
+def bin_scales() -> torch.Tensor:
+    """The BINS scales of the table grid's axes (float64), geometric from SCALE_MIN to SCALE_MAX."""
+    return SCALE_MIN * (SCALE_MAX / SCALE_MIN) ** (torch.arange(BINS, dtype=torch.float64) / (BINS - 1))
+
+
 def bin_positions(scale: torch.Tensor) -> torch.Tensor:
-    """Predicted scales -> fractional positions among the log-spaced table scales, in [0, SCALES - 1]."""
-    ratio = math.log(scale_table()[-1] / SCALE_MIN) / (SCALES - 1)
-    return (torch.log(scale.clamp_min(SCALE_MIN) / SCALE_MIN) / ratio).clamp(0, SCALES - 1)
+    """Predicted scales -> fractional positions on a table axis, in [0, BINS - 1]."""
+    ratio = math.log(SCALE_MAX / SCALE_MIN) / (BINS - 1)
+    return (torch.log(scale.clamp_min(SCALE_MIN) / SCALE_MIN) / ratio).clamp(0, BINS - 1)
+
+
+def corners(position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fractional 2-D bin positions (..., 2) -> the four surrounding bins' numbers (..., 4) and
+    their bilinear weights (..., 4); at whole positions one weight is 1."""
+    lo = position.floor().long().clamp(max=BINS - 2)
+    frac = position - lo
+    (a, b), (fa, fb) = lo.unbind(-1), frac.unbind(-1)
+    bins = torch.stack([a * BINS + b, a * BINS + b + 1, (a + 1) * BINS + b, (a + 1) * BINS + b + 1], -1)
+    weights = torch.stack([(1 - fa) * (1 - fb), (1 - fa) * fb, fa * (1 - fb), fa * fb], -1)
+    return bins, weights
+
+
+def initial_counts(coords: torch.Tensor) -> torch.Tensor:
+    """Each bin's distribution before training (BINS**2, points + 1): a Gaussian with the bin's
+    two scales over the lattice points (cells of unit area, so mass ~ density), the escape the
+    Gaussian's mass beyond the codebook's radius."""
+    sigma = bin_scales()
+    s1, s2 = sigma.repeat_interleave(BINS)[:, None], sigma.repeat(BINS)[:, None]
+    xy = coordinates_to_vectors(coords).double()
+    log_density = -(xy[:, 0] ** 2) / (2 * s1**2) - xy[:, 1] ** 2 / (2 * s2**2) - torch.log(2 * math.pi * s1 * s2)
+    outer = xy.pow(2).sum(1).max()
+    escape = -outer / (2 * torch.maximum(s1, s2) ** 2)
+    return torch.softmax(torch.cat([log_density, escape], 1), 1).float()
 
 
 class HyperpriorVQ(nn.Module):
@@ -145,7 +181,7 @@ class HyperpriorVQ(nn.Module):
 
     # Adam moves each parameter by about the learning rate per step: the densities, gains and
     # tables need far larger moves than the transforms within a CPU budget.
-    lr_scales: ClassVar[dict[str, float]] = {"density.": 10.0, "gains.": 10.0, "tables": 10.0}
+    lr_scales: ClassVar[dict[str, float]] = {"density.": 10.0, "gains.": 10.0}
 
     def __init__(self, cfg: HyperVQConfig):
         super().__init__()
@@ -155,9 +191,7 @@ class HyperpriorVQ(nn.Module):
         self.g_s = synthesis(n, m)
         self.gains = Gains(cfg.lambdas, m)
         self.h_a = nn.Sequential(nn.Conv2d(m, h, 3, padding=1), nn.ReLU(), down(h, h), nn.ReLU(), down(h, h))
-        self.h_s = nn.Sequential(
-            up(h, h), nn.ReLU(), up(h, h), nn.ReLU(), nn.Conv2d(h, cfg.vectors, 3, padding=1), nn.ReLU()
-        )
+        self.h_s = nn.Sequential(up(h, h), nn.ReLU(), up(h, h), nn.ReLU(), nn.Conv2d(h, m, 3, padding=1), nn.ReLU())
         self.density = FactorizedDensity(h, len(cfg.levels))
         coords = lattice_points(cfg.points)
         self.radius = int(coords.abs().max())
@@ -165,13 +199,7 @@ class HyperpriorVQ(nn.Module):
         index[coords[:, 0] + self.radius, coords[:, 1] + self.radius] = torch.arange(cfg.points)
         self.register_buffer("codebook", coords, persistent=False)
         self.register_buffer("index_grid", index, persistent=False)
-        # log-probabilities start as an isotropic Gaussian of each bin's scale over the points
-        # (unit cells: mass ~ density), the escape as the Gaussian's mass beyond the codebook
-        sigma = torch.tensor(scale_table())[:, None]
-        squared = coordinates_to_vectors(coords).pow(2).sum(1)[None]
-        outer = float(squared.max())
-        logits = torch.cat([-squared / (2 * sigma**2) - torch.log(2 * math.pi * sigma**2), -outer / (2 * sigma**2)], 1)
-        self.tables = nn.Parameter(logits)
+        self.register_buffer("counts", initial_counts(coords))
 
     def vectors(self, y: torch.Tensor) -> torch.Tensor:
         """(B, latent, H, W) -> (B, vectors, H, W, group)."""
@@ -197,29 +225,41 @@ class HyperpriorVQ(nn.Module):
         """Lattice coordinates (B, vectors, H, W, 2) -> the points as a latent (B, latent, H, W)."""
         return self.unvectors(coordinates_to_vectors(coords))
 
+    def log_tables(self) -> torch.Tensor:
+        """Natural log-probabilities of every bin's table, (BINS**2, points + 1)."""
+        counts = self.counts + PSEUDO_COUNT
+        return torch.log(counts / counts.sum(1, keepdim=True))
+
     def information(self, position: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-        """Information content (nats) of lattice points (..., n, 2) at fractional bin positions (...)."""
-        table = F.log_softmax(self.tables, dim=1)
+        """Information content (nats) of lattice points (..., n, 2) at fractional 2-D bin positions (..., 2)."""
+        bins, weights = corners(position)
         idx = self.indices(coords)
-        lo = position.floor().long().clamp(max=SCALES - 2)
-        frac = (position - lo)[..., None]
-        lo = lo[..., None]
-        log_p = (1 - frac) * table[lo, idx] + frac * table[lo + 1, idx]
+        log_p = (weights[..., None, :] * self.log_tables()[bins[..., None, :], idx[..., None]]).sum(-1)
         escaped = (idx == self.cfg.points).float()
         return escaped * escape_bits(coords) * math.log(2) - log_p
+
+    @torch.no_grad()
+    def count(self, position: torch.Tensor, coords: torch.Tensor) -> None:
+        """Move the tables' counts towards the indices (...) seen at 2-D bin positions (..., 2)."""
+        bins, weights = corners(position)
+        idx = self.indices(coords)[..., None].expand_as(bins)
+        seen = torch.zeros_like(self.counts).index_put_((bins, idx), weights, accumulate=True)
+        n = seen.sum(1, keepdim=True)
+        rate = 1 - torch.exp(-n / TABLE_MEMORY)  # an exponential memory of TABLE_MEMORY vectors per bin
+        self.counts.mul_(1 - rate).add_(rate * seen / n.clamp_min(1e-12))
 
     def forward(self, x: torch.Tensor, level: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Training pass on (B, 3, H, W) in [0, 1] -> (reconstruction, bits of indices and z of each image)."""
         y = self.gains(self.g_a(x - 0.5), level).float()
         with full_precision(x):
             z = self.h_a(y.abs())
-            scale = self.h_s(round_half_even_ste(z))
-            position = bin_positions(scale)
+            position = self.vectors(bin_positions(self.h_s(round_half_even_ste(z))))
             if not self.training:
                 position = position.round()
             v = self.vectors(y)
             nearest = nearest_point(v.detach())
             if self.training:
+                self.count(position.detach(), nearest)
                 around = nearest[..., None, :] + NEIGHBOURS.to(nearest.device)
                 info = self.information(position, around)
                 d = (v[..., None, :] - coordinates_to_vectors(around)).pow(2).sum(-1)
@@ -234,14 +274,8 @@ class HyperpriorVQ(nn.Module):
         return self.g_s(y_hat).float() + 0.5, rate
 
 
-def from_hyperprior_vae(state: dict[str, torch.Tensor], cfg: HyperVQConfig) -> dict[str, torch.Tensor]:
-    """A hyper-VQ state dict's transforms, gains, hyper-analysis and side-information densities
-    from a trained scale-hyperprior VAE of the same shape and lambdas: the last hyper-synthesis
-    layer, one scale per channel there, predicts one per vector here from the mean of its
-    channels' weights. The tables keep their initialisation."""
-    out = {}
-    for key, value in state.items():
-        if key.startswith("h_s.4."):
-            value = value.reshape(cfg.vectors, cfg.group, *value.shape[1:]).mean(1)
-        out[key] = value.float() if value.is_floating_point() else value
-    return out
+def from_hyperprior_vae(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A hyper-VQ state dict's transforms, gains, hyperprior and side-information densities
+    from a trained scale-hyperprior VAE of the same shape and lambdas (float32); the tables
+    keep their initialisation."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
