@@ -1,10 +1,10 @@
-"""Rate-distortion against training compute: the vq ladder and the AE and VAE baselines side by side.
+"""Rate-distortion against training compute: the vq ladder, the AE and VAE baselines and the hyper-VQ model.
 
     python bin/compute_curves.py [--measure-stages] [--out docs]
 
-- Baseline families: a variable-rate run (runs/ae, runs/vae; `vqcodec train ae|vae --config
-  configs/ae|vae.toml`) validates every level every ``val_every`` steps and logs it with the
-  run's core-hours; each validation is a point.
+- Variable-rate families: a run (runs/ae, runs/vae, runs/hvq; `vqcodec train ae|vae|hvq --config
+  configs/ae|vae|hvq.toml`) validates every level every ``val_every`` steps and logs it with the
+  run's core-hours (hvq's include the vae run it started from); each validation is a point.
 - The vq ladder: the shipped levels, compressed to real files on the same validation images
   (rate = 8 x file bytes / pixels), at the ladder's total core-hours: what the weights record
   (every run since vqcodec 0.2) plus, for earlier stages that recorded only their steps, steps x
@@ -34,7 +34,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 RATES = (0.25, 0.5)
-FAMILIES = ("vq", "ae", "vae")
+FAMILIES = ("vq", "ae", "vae", "hvq")
+RUN_FAMILIES = ("ae", "vae", "hvq")  # variable-rate runs whose validations are the points
 
 
 def psnr_at(bpps: list[float], psnrs: list[float], rate: float, extend: bool = False) -> float | None:
@@ -205,7 +206,7 @@ def plot(store: dict, kodak: dict[str, tuple[float, list[float], list[float]]], 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(RATES), figsize=(10, 4.2), sharey=False)
-    colors = {"vq": "tab:blue", "ae": "tab:orange", "vae": "tab:green"}
+    colors = {"vq": "tab:blue", "ae": "tab:orange", "vae": "tab:green", "hvq": "tab:red"}
     for ax, rate in zip(axes, RATES, strict=True):
         for family in FAMILIES:
             pts = [(p["core_hours"], psnr_at(p["bpp"], p["psnr"], rate)) for p in store["points"].get(family, [])]
@@ -289,7 +290,7 @@ def main() -> None:
     path = args.out / "compute-curves.json"
     store = json.loads(path.read_text()) if path.exists() else {"points": {}}
     points = store.setdefault("points", {})
-    for family in ("ae", "vae"):
+    for family in RUN_FAMILIES:
         known = {p["step"]: p for p in points.get(family, [])}
         known.update({p["step"]: p for p in baseline_points(args.runs / family)})
         points[family] = [known[s] for s in sorted(known)]
@@ -299,7 +300,7 @@ def main() -> None:
         points.setdefault("vq", []).append({**current, "bpp": bpps, "psnr": psnrs})
     store["note"] = (
         "validation (BSDS500 val, whole images) bpp and PSNR of every level against the family's training "
-        "core-hours; vq: shipped ladders, real files; ae/vae: variable-rate runs, estimated bits"
+        "core-hours; vq: shipped ladders, real files; ae/vae/hvq: variable-rate runs, estimated bits"
     )
     path.write_text(json.dumps(store, indent=1) + "\n")
     kodak = shipped_kodak()

@@ -475,6 +475,21 @@ def hypervq_from_vae(model: HyperpriorVQ, source: str) -> dict:
     return {"source": str(source), "model": config["model"], "budget": budget}
 
 
+TABLE_CALIBRATION = 20  # passes over every level that fit the hyper-VQ model's tables before its first step
+
+
+@torch.no_grad()
+def calibrate_tables(run: Run, data: CropDataset) -> None:
+    """Fit a new hyper-VQ model's tables to its indices on training batches (forward passes in
+    training mode count them; no weight moves), so that its first validation and its first
+    rate gradients see its own statistics rather than the tables' Gaussian start."""
+    levels = len(run.model.cfg.levels)
+    for n in range(TABLE_CALIBRATION * levels):
+        with run.autocast():
+            run.model(run.batch(data), n % levels)
+    run.copy_buffers()
+
+
 def train_baseline(model_cfg: AEConfig | HyperVQConfig, cfg: TrainConfig, init: str | None = None) -> torch.nn.Module:
     """Train an AE or VAE baseline, or the hyper-VQ model, on bpp + lambda * 255**2 * MSE (the
     rate-distortion Lagrangian).
@@ -494,11 +509,13 @@ def train_baseline(model_cfg: AEConfig | HyperVQConfig, cfg: TrainConfig, init: 
             model.load_state_dict(load_run(init)[1])
         origin = load_run(init)[0] if init else {}
     run = Run(cfg, model, model_cfg.to_dict(), model_cfg.family, init=origin)
+    data = run.data(cfg.data)
     if "budget" in origin and run.step == 0:  # the warm start's training counts in this model's budget
         run.budget = dict(origin["budget"])
+    if isinstance(model, HyperpriorVQ) and run.step == 0:
+        calibrate_tables(run, data)
     if init and run.step == 0 and run.rank == 0:  # a warm start's first point of the learning curve
         run.log(**validate_baseline(run.final, cfg.val, cfg.val_images))
-    data = run.data(cfg.data)
     levels = model_cfg.levels
     while run.running:
         level = run.step % len(levels)
