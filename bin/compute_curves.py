@@ -183,10 +183,10 @@ def shipped_kodak() -> dict[str, tuple[float, list[float], list[float]]]:
     """Each family's shipped levels: the family's training core-hours and the levels' Kodak bpp
     and PSNR from their weights' metadata (measured at export, never used to choose)."""
     from vqcodec.evaluation import kodak_curve
-    from vqcodec.zoo import levels, training_core_hours
+    from vqcodec.zoo import levels, shipped, training_core_hours
 
     out = {}
-    for family in FAMILIES:
+    for family in sorted({info.name for info in shipped()} & set(FAMILIES)):
         if all("kodak_bpp" in info.metrics for info in levels(family)):
             bpps, psnrs = kodak_curve(family)
             out[family] = (training_core_hours(family).hours, bpps.tolist(), psnrs.tolist())
