@@ -17,7 +17,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -51,6 +53,7 @@ from vqcodec.runs import (
 from vqcodec.tensors import tensor_hash
 from vqcodec.train_config import TrainConfig
 
+LOG_EVERY = 50  # steps between two lines of a run's training metrics
 INT8_FROZEN = 0.3  # the last part of an int8 decoder's training, with its activation ranges fixed
 INT8_CALIBRATION = 16  # batches that set an int8 decoder's activation ranges before its training
 
@@ -166,7 +169,6 @@ class Run:
             (self.dir / "config.json").write_text(text)
         self.clock = self.started = time.perf_counter()
         self.cpu_clock = time.process_time()
-        self.steps_cap = cfg.steps
         self.bar = tqdm(total=cfg.steps, initial=self.step, desc=desc, dynamic_ncols=True, disable=self.rank > 0)
 
     def data(self, folder: str) -> CropDataset:
@@ -195,17 +197,29 @@ class Run:
             "device": self.device.type,
         }
 
-    @property
-    def running(self) -> bool:
+    def keep_going(self) -> bool:
         """Whether to take another step: until ``steps``, or until ``minutes`` of this session
-        have passed (then the checkpoint is written, and a later session resumes from it)."""
-        if self.step < self.cfg.steps and self.out_of_time():
+        have passed (``close`` then writes the checkpoint a later session resumes from)."""
+        return self.step < self.cfg.steps and not self.out_of_time()
+
+    def close(self) -> None:
+        """After the loop: the checkpoint of a run its time budget stopped (a finished run wrote
+        its last one at its last step), and the progress bar's last line."""
+        if self.step < self.cfg.steps:
             self.save()
-            self.steps_cap = self.step
-        if self.step >= min(self.cfg.steps, self.steps_cap):
-            self.bar.close()
-            return False
-        return True
+        self.bar.close()
+
+    def end_step(self, metrics: Callable[[], dict], validate: Callable[[], dict] | None = None) -> None:
+        """What every loop does after a step: every LOG_EVERY steps log ``metrics()`` (and show
+        them on the progress bar), validate when due (rank 0), checkpoint when due."""
+        if self.step % LOG_EVERY == 0:
+            values = metrics()
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in values.items() if isinstance(v, float)})
+            self.log(**values)
+        if validate is not None and self.validating():
+            self.log(**validate())
+        if self.due(self.cfg.ckpt_every):
+            self.save()
 
     def out_of_time(self) -> bool:
         """``minutes`` passed since this session's start (on rank 0's clock, for every rank)."""
@@ -290,6 +304,17 @@ class Run:
             f.write(json.dumps({"step": self.step, "time": time.time(), **hours, **metrics}) + "\n")
 
 
+def reconstruction_metrics(mse: torch.Tensor, **more: float) -> dict:
+    """A training step's PSNR (and ``more``), for its metrics line."""
+    return {"psnr": psnr_db(mse.detach(), peak=1.0), **more}
+
+
+def vqvae_metrics(mse: torch.Tensor, commitment: torch.Tensor, idx: torch.Tensor, codebook_size: int) -> dict:
+    """A VQ-VAE training step's PSNR, commitment loss and codebook usage, for its metrics line."""
+    used, perplexity = usage_stats(idx, codebook_size)
+    return reconstruction_metrics(mse, commitment=float(commitment.detach()), usage=used, perplexity=perplexity)
+
+
 def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Replicate-pad (B, C, H, W) on the bottom and right to a multiple of ``multiple``."""
     ph, pw = -x.shape[2] % multiple, -x.shape[3] % multiple
@@ -350,21 +375,16 @@ def train_vqvae(model_cfg: VQVAEConfig, cfg: TrainConfig, init: str | None = Non
     data = run.data(cfg.data)
     if init and run.step == 0 and run.rank == 0 and bool(model.quantizer.initialized):  # a warm start's first point
         run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
-    while run.running:
+
+    while run.keep_going():
         x = run.batch(data)
         with run.autocast():
             y, idx, commitment = run.net(x)
         mse = F.mse_loss(y, x)
         run.optimize(mse + commitment)
-        if run.step % 50 == 0:
-            used, perplexity = usage_stats(idx, model_cfg.codebook_size)
-            psnr = psnr_db(mse.detach(), peak=1.0)
-            run.bar.set_postfix(psnr=f"{psnr:.2f}", ppl=f"{perplexity:.0f}")
-            run.log(psnr=psnr, commitment=float(commitment.detach()), usage=used, perplexity=perplexity)
-        if run.validating():
-            run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
-        if run.due(cfg.ckpt_every):
-            run.save()
+        metrics = partial(vqvae_metrics, mse, commitment, idx, model_cfg.codebook_size)
+        run.end_step(metrics, partial(validate_vqvae, run.final, cfg.val, cfg.val_images))
+    run.close()
     return run.final.eval()
 
 
@@ -405,11 +425,12 @@ def finetune_decoder(
     run = Run(cfg, vqvae, vqvae.cfg.to_dict(), "decoder", base=base, **extra)
     data = run.data(cfg.data)
 
-    def validate() -> None:
+    def validate() -> dict:
         # the ranges must not follow the validation images
         with int8_decoder.ranges_held(run.final.decoder) if int8 else contextlib.nullcontext():
-            run.log(**validate_vqvae(run.final, cfg.val, cfg.val_images))
+            out = validate_vqvae(run.final, cfg.val, cfg.val_images)
         vqvae.eval()
+        return out
 
     if int8 and run.step == 0:  # the ranges of the decoder as trained: where quantization-aware training starts
         with torch.no_grad():
@@ -417,8 +438,8 @@ def finetune_decoder(
                 run.net(run.batch(data))
         run.copy_buffers()
     if run.step == 0 and run.rank == 0:  # where the learning curve starts
-        validate()
-    while run.running:
+        run.log(**validate())
+    while run.keep_going():
         if int8 and run.done() >= 1 - INT8_FROZEN:
             int8_decoder.freeze_ranges(vqvae.decoder)
         x = run.batch(data)
@@ -426,14 +447,8 @@ def finetune_decoder(
             y, _, _ = run.net(x)  # in eval mode: decoder(codebook vectors of the fixed indices)
         mse = F.mse_loss(y, x)
         run.optimize(mse)
-        if run.step % 50 == 0:
-            psnr = psnr_db(mse.detach(), peak=1.0)
-            run.bar.set_postfix(psnr=f"{psnr:.2f}")
-            run.log(psnr=psnr)
-        if run.validating():
-            validate()
-        if run.due(cfg.ckpt_every):
-            run.save()
+        run.end_step(partial(reconstruction_metrics, mse), validate)
+    run.close()
     return run.final.eval()
 
 
@@ -517,21 +532,17 @@ def train_baseline(model_cfg: AEConfig | HyperVQConfig, cfg: TrainConfig, init: 
     if init and run.step == 0 and run.rank == 0:  # a warm start's first point of the learning curve
         run.log(**validate_baseline(run.final, cfg.val, cfg.val_images))
     levels = model_cfg.levels
-    while run.running:
+
+    while run.keep_going():
         level = run.step % len(levels)
         x = run.batch(data)
         with run.autocast():
             y, rate = run.net(x, level)
         mse, bpp = F.mse_loss(y, x), rate.sum() / (x.shape[0] * x.shape[2] * x.shape[3])
         run.optimize(bpp + levels[level] * 255**2 * mse)
-        if run.step % 50 == 0:
-            psnr, bits = psnr_db(mse.detach(), peak=1.0), float(bpp.detach())
-            run.bar.set_postfix(psnr=f"{psnr:.2f}", bpp=f"{bits:.3f}")
-            run.log(psnr=psnr, bpp=bits, level=level)
-        if run.validating():
-            run.log(**validate_baseline(run.final, cfg.val, cfg.val_images))
-        if run.due(cfg.ckpt_every):
-            run.save()
+        metrics = partial(reconstruction_metrics, mse, bpp=float(bpp.detach()), level=level)
+        run.end_step(metrics, partial(validate_baseline, run.final, cfg.val, cfg.val_images))
+    run.close()
     return run.final.eval()
 
 
@@ -635,21 +646,20 @@ def train_prior(
     run = Run(cfg, prior, prior_cfg.to_dict(), "prior", init=origin)
     grids, val = prior_data(vqvae, cfg, run)
     float_prior = run.dir / "float_prior.pt"  # kept to measure what integers cost
-    while run.running:
+
+    def validate() -> dict:
+        run.final.quantized = prior.quantized
+        return {"val_bits_per_index": prior_bits_per_index(run.final, val), "quantized": prior.quantized}
+
+    while run.keep_going():
         prior.quantized = run.done() >= 1 - qat_fraction
         if prior.quantized and not float_prior.exists():
             torch.save({"model": run.model.state_dict()}, float_prior)
         idx = grid_batch(grids, cfg.batch, cfg.crop, run.gen).to(run.device)
         loss = run.net(idx, bits=True) / idx.numel()
         run.optimize(loss)
-        if run.step % 50 == 0:
-            run.bar.set_postfix(bits=f"{loss.item():.3f}", q=int(prior.quantized))
-            run.log(bits_per_index=loss.item(), quantized=prior.quantized)
-        if run.validating():
-            run.final.quantized = prior.quantized
-            run.log(val_bits_per_index=prior_bits_per_index(run.final, val), quantized=prior.quantized)
-        if run.due(cfg.ckpt_every):
-            run.save()
+        run.end_step(partial(dict, bits_per_index=loss.item(), quantized=prior.quantized), validate)
+    run.close()
     run.final.quantized = True
     return run.final.eval()
 
