@@ -249,6 +249,103 @@ def tiled_decode(codec, images: list[Image.Image]) -> dict:
     return out
 
 
+def per_level(args: argparse.Namespace, codec, images: list[Image.Image]) -> None:
+    print("\nencode and decode seconds per level (medians over the images):")
+    for info in levels(args.model):
+        level = vqcodec.load_codec(args.model, info.quality, args.device)
+        times = [time_vqcodec(level, img) for img in images]
+        encode, decode = (statistics.median(t) for t in zip(*times, strict=True))
+        print(f"  q{info.quality}: encode {encode:.3f}, decode {decode:.3f}")
+
+
+def grouped(args: argparse.Namespace, codec, images: list[Image.Image]) -> None:
+    print("\nprior + range decode seconds (medians), one table against groups (one is the level's prior):")
+    for info in levels(args.model) if args.levels else [codec.info]:
+        level = vqcodec.load_codec(args.model, info.quality, args.device)
+        g, flat, grouped_s = grouped_decode_times(level, images)
+        k = level.prior.cfg.codebook_size
+        print(f"  q{info.quality} (K={k}): one table {flat:.3f}, {g} groups {grouped_s:.3f} ({grouped_s / flat:.2f}x)")
+
+
+def tiles(args: argparse.Namespace, codec, images: list[Image.Image]) -> None:
+    print("\nstripes cut into column tiles: wavefront steps, payload bytes, prior + range decode s (median):")
+    for info in levels(args.model) if args.levels else [codec.info]:
+        level = vqcodec.load_codec(args.model, info.quality, args.device)
+        rows = tiled_decode(level, images)
+        size = rows[None][1]  # the whole-width payload, what the tiles are compared with
+        cells = [
+            f"{w or 'whole width'}: {n} steps, {b / size - 1:+.2%} bytes, {t:.3f} s" for w, (n, b, t) in rows.items()
+        ]
+        print(f"  q{info.quality}: " + "; ".join(cells))
+
+
+def sizes(args: argparse.Namespace, codec, images: list[Image.Image]) -> None:
+    print("\ndecode time vs size (Kodak image 1 tiled/cropped):")
+    print(f"{'size':>10}{'grid':>10}{'waves':>7}{'decode s':>10}{'s/Mpx':>8}")
+    base = np.asarray(images[0])
+    for side in (256, 512, 1024, 2048):
+        reps = (side // base.shape[0] + 1, side // base.shape[1] + 1, 1)
+        img = Image.fromarray(np.tile(base, reps)[:side, :side])
+        dec = time_vqcodec(codec, img)[1]
+        grid = side // codec.multiple
+        n = len(entropy.Wavefronts(grid, grid, codec.prior.cfg.radius, codec.stripe_rows))
+        print(f"{side:>5}x{side:<4}{grid:>5}x{grid:<4}{n:>7}{dec:>10.3f}{dec / side**2 * 1e6:>8.3f}")
+
+
+def measure(codec, images: list[Image.Image], others: dict, device: str) -> tuple[dict, dict, dict, dict]:
+    """Times, stage times, the stripes' bits and the fast paths' pixel differences on each image."""
+    times: dict[str, dict[str, list[float]]] = {}
+    stages: dict[str, list[float]] = {}
+    bits = {"stripes": 0.0, "one stripe": 0.0}
+    trained = trained_layout(codec)
+    comparisons = {
+        "bfloat16 decoder against float32": ({"bf16": True}, {"bf16": False}),
+        "inference layout against the trained layout (sub-pixel last layer)": ({}, {"vqvae": trained}),
+    }
+    if codec.int8_decoder is not None:
+        comparisons["int8 decoder against float32"] = ({"int8": True}, {"bf16": False})
+    differences: dict[str, list[dict]] = {label: [] for label in comparisons}
+    for img in images:
+        enc, dec = time_vqcodec(codec, img)
+        times.setdefault("vqcodec", {}).setdefault("encode", []).append(enc)
+        times["vqcodec"].setdefault("decode", []).append(dec)
+        for key, value in stage_times(codec, trained, img).items():
+            stages.setdefault(key, []).append(value)
+        idx = codec.analyze(img)
+        bits["stripes"] += entropy.grid_bits(codec.prior, idx, codec.stripe_rows)
+        bits["one stripe"] += entropy.grid_bits(codec.prior, idx)
+        for label, (fast, slow) in comparisons.items():
+            differences[label].append(fidelity(codec, img, fast, slow))
+        for name, model in others.items():
+            enc, dec = time_compressai(model, img, device)
+            times.setdefault(name, {}).setdefault("encode", []).append(enc)
+            times[name].setdefault("decode", []).append(dec)
+    return times, stages, bits, differences
+
+
+def report(codec, images, others: dict, times: dict, stages: dict, bits: dict, differences: dict) -> None:
+    print(f"\nmedian seconds per image over {len(images)} Kodak images (768x512):")
+    print(f"{'codec':<14}{'encode':>9}{'decode':>9}")
+    for name, t in times.items():
+        print(f"{name:<14}{statistics.median(t['encode']):>9.3f}{statistics.median(t['decode']):>9.3f}")
+    vq = times["vqcodec"]
+    for name in others:
+        for key in ("encode", "decode"):
+            ratio = statistics.median(vq[key]) / statistics.median(times[name][key])
+            print(f"{key}: vqcodec takes {ratio:.2f}x the time of {name}")
+    print("\nstages (median seconds):")
+    for key, values in stages.items():
+        print(f"  {key:<34}{statistics.median(values):>8.3f}")
+    waves = entropy.Wavefronts
+    shape = codec.analyze(images[0]).shape
+    steps = (len(waves(*shape, codec.prior.cfg.radius, codec.stripe_rows)), len(waves(*shape, codec.prior.cfg.radius)))
+    print(f"  wavefront steps: {steps[0]} in stripes of {codec.stripe_rows} rows, {steps[1]} in one stripe")
+    change = 100 * (bits["stripes"] / bits["one stripe"] - 1)
+    print(f"rate change of the stripes (prior cross-entropy, these images): {change:+.3f}%")
+    for label, rows in differences.items():
+        print_differences(label, rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=3, help="Kodak images to time (first N)")
@@ -274,93 +371,11 @@ def main() -> None:
     others = {} if args.no_compressai else compressai_models(args.device)
     images = [load_rgb(p) for p in image_files(args.kodak)[: args.images]]
 
-    times: dict[str, dict[str, list[float]]] = {}
-    stages: dict[str, list[float]] = {}
-    bits = {"stripes": 0.0, "one stripe": 0.0}
-    trained = trained_layout(codec)
-    comparisons = {
-        "bfloat16 decoder against float32": ({"bf16": True}, {"bf16": False}),
-        "inference layout against the trained layout (sub-pixel last layer)": ({}, {"vqvae": trained}),
-    }
-    if codec.int8_decoder is not None:
-        comparisons["int8 decoder against float32"] = ({"int8": True}, {"bf16": False})
-    differences: dict[str, list[dict]] = {label: [] for label in comparisons}
-    for img in images:
-        enc, dec = time_vqcodec(codec, img)
-        times.setdefault("vqcodec", {}).setdefault("encode", []).append(enc)
-        times["vqcodec"].setdefault("decode", []).append(dec)
-        for key, value in stage_times(codec, trained, img).items():
-            stages.setdefault(key, []).append(value)
-        idx = codec.analyze(img)
-        bits["stripes"] += entropy.grid_bits(codec.prior, idx, codec.stripe_rows)
-        bits["one stripe"] += entropy.grid_bits(codec.prior, idx)
-        for label, (fast, slow) in comparisons.items():
-            differences[label].append(fidelity(codec, img, fast, slow))
-        for name, model in others.items():
-            enc, dec = time_compressai(model, img, args.device)
-            times.setdefault(name, {}).setdefault("encode", []).append(enc)
-            times[name].setdefault("decode", []).append(dec)
-
-    print(f"\nmedian seconds per image over {len(images)} Kodak images (768x512):")
-    print(f"{'codec':<14}{'encode':>9}{'decode':>9}")
-    for name, t in times.items():
-        print(f"{name:<14}{statistics.median(t['encode']):>9.3f}{statistics.median(t['decode']):>9.3f}")
-    vq = times["vqcodec"]
-    for name in others:
-        for key in ("encode", "decode"):
-            ratio = statistics.median(vq[key]) / statistics.median(times[name][key])
-            print(f"{key}: vqcodec takes {ratio:.2f}x the time of {name}")
-    print("\nstages (median seconds):")
-    for key, values in stages.items():
-        print(f"  {key:<34}{statistics.median(values):>8.3f}")
-    waves = entropy.Wavefronts
-    shape = codec.analyze(images[0]).shape
-    steps = (len(waves(*shape, codec.prior.cfg.radius, codec.stripe_rows)), len(waves(*shape, codec.prior.cfg.radius)))
-    print(f"  wavefront steps: {steps[0]} in stripes of {codec.stripe_rows} rows, {steps[1]} in one stripe")
-    change = 100 * (bits["stripes"] / bits["one stripe"] - 1)
-    print(f"rate change of the stripes (prior cross-entropy, these images): {change:+.3f}%")
-    for label, rows in differences.items():
-        print_differences(label, rows)
-
-    if args.levels:
-        print("\nencode and decode seconds per level (medians over the images):")
-        for info in levels(args.model):
-            level = vqcodec.load_codec(args.model, info.quality, args.device)
-            times = [time_vqcodec(level, img) for img in images]
-            encode, decode = (statistics.median(t) for t in zip(*times, strict=True))
-            print(f"  q{info.quality}: encode {encode:.3f}, decode {decode:.3f}")
-
-    if args.groups:
-        print("\nprior + range decode seconds (medians), one table against groups (one is the level's prior):")
-        for info in levels(args.model) if args.levels else [codec.info]:
-            level = vqcodec.load_codec(args.model, info.quality, args.device)
-            g, flat, grouped = grouped_decode_times(level, images)
-            k = level.prior.cfg.codebook_size
-            print(f"  q{info.quality} (K={k}): one table {flat:.3f}, {g} groups {grouped:.3f} ({grouped / flat:.2f}x)")
-
-    if args.tiles:
-        print("\nstripes cut into column tiles: wavefront steps, payload bytes, prior + range decode s (median):")
-        for info in levels(args.model) if args.levels else [codec.info]:
-            level = vqcodec.load_codec(args.model, info.quality, args.device)
-            rows = tiled_decode(level, images)
-            size = rows[None][1]  # the whole-width payload, what the tiles are compared with
-            cells = [
-                f"{w or 'whole width'}: {n} steps, {b / size - 1:+.2%} bytes, {t:.3f} s"
-                for w, (n, b, t) in rows.items()
-            ]
-            print(f"  q{info.quality}: " + "; ".join(cells))
-
-    if args.sizes:
-        print("\ndecode time vs size (Kodak image 1 tiled/cropped):")
-        print(f"{'size':>10}{'grid':>10}{'waves':>7}{'decode s':>10}{'s/Mpx':>8}")
-        base = np.asarray(images[0])
-        for side in (256, 512, 1024, 2048):
-            reps = (side // base.shape[0] + 1, side // base.shape[1] + 1, 1)
-            img = Image.fromarray(np.tile(base, reps)[:side, :side])
-            dec = time_vqcodec(codec, img)[1]
-            grid = side // codec.multiple
-            n = len(entropy.Wavefronts(grid, grid, codec.prior.cfg.radius, codec.stripe_rows))
-            print(f"{side:>5}x{side:<4}{grid:>5}x{grid:<4}{n:>7}{dec:>10.3f}{dec / side**2 * 1e6:>8.3f}")
+    times, stages, bits, differences = measure(codec, images, others, args.device)
+    report(codec, images, others, times, stages, bits, differences)
+    for flag, section in (("levels", per_level), ("groups", grouped), ("tiles", tiles), ("sizes", sizes)):
+        if getattr(args, flag):
+            section(args, codec, images)
 
 
 if __name__ == "__main__":
