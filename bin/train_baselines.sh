@@ -3,7 +3,7 @@
 # vector and density per lambda), resumable across sessions, then the export of its levels as
 # q1..qN, lowest lambda first (each export measures the level on Kodak, writes the numbers into the
 # weights' metadata and the per-image rows into docs/kodak-measurements.jsonl, which the report
-# reuses); the default is the level of lambda 0.0067 (CompressAI's quality 3).
+# reuses), bundled into one file; the default is the level of lambda 0.0067 (CompressAI's quality 3).
 #   bash bin/train_baselines.sh ae|vae train [threads] [minutes]   # 0 minutes: until the run's steps
 #   bash bin/train_baselines.sh ae|vae export
 set -euo pipefail
@@ -24,6 +24,7 @@ case "$action" in
         --out "vqcodec/weights/$family-q$q.safetensors" --kodak ../shared/data/kodak --measurements docs/kodak-measurements.jsonl "${default[@]}"
       level=$q
     done
+    python3 bin/bundle_weights.py "$family"  # the levels in one file: vqcodec/weights/FAMILY.safetensors
     ;;
   *) echo "unknown action $action (train or export)" >&2; exit 2 ;;
 esac

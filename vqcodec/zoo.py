@@ -44,6 +44,7 @@ class WeightsInfo:
     quality: int
     sha256: str
     meta: dict = field(default_factory=dict, compare=False)
+    member: str = ""  # in a bundle (one file holding every level of a model): this level's prefix
 
     @property
     def model_id(self) -> bytes:
@@ -82,31 +83,60 @@ class WeightsInfo:
         return frozenset({self.model_id, *earlier})
 
 
-def read_info(path: str | Path) -> WeightsInfo:
-    """Read a weights file's metadata (not its tensors)."""
+BUNDLE = "levels"  # the metadata key of a bundle: one entry per level
+SHARED = "shared/"  # a bundle's prefix of the tensors every level has the same
+
+
+def read_infos(path: str | Path) -> list[WeightsInfo]:
+    """Read a weights file's metadata (not its tensors): one level, or each level of a bundle.
+
+    A bundle (``tensors.save_bundle``) holds a model's levels in one file: the tensors they all
+    have the same once, under ``shared/``, and each level's others under ``q<N>/``. Each level
+    is what its own file would be: the same tensors, so the same id, and its own metadata."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="numpy") as f:  # only the metadata: no torch
             raw = f.metadata() or {}
+        if BUNDLE in raw:
+            return [
+                WeightsInfo(
+                    path,
+                    raw["family"],
+                    raw["name"],
+                    int(level["quality"]),
+                    level["sha256"],
+                    level["meta"],
+                    member=f"q{level['quality']}/",
+                )
+                for level in json.loads(raw[BUNDLE])
+            ]
         meta = {k: json.loads(v) for k, v in raw.items() if k not in ("family", "name", "quality", "sha256")}
-        return WeightsInfo(path, raw["family"], raw["name"], int(raw["quality"]), raw["sha256"], meta)
+        return [WeightsInfo(path, raw["family"], raw["name"], int(raw["quality"]), raw["sha256"], meta)]
     except FileNotFoundError as e:
         raise ModelError(f"{path}: no such weights file") from e
-    except (SafetensorError, KeyError, ValueError, OSError) as e:
+    except (SafetensorError, KeyError, ValueError, TypeError, OSError) as e:
         raise ModelError(f"{path}: not a vqcodec weights file ({e})") from e
+
+
+def read_info(path: str | Path) -> WeightsInfo:
+    """Read a one-level weights file's metadata (a bundle's: give ``read_infos``)."""
+    infos = read_infos(path)
+    if len(infos) > 1:
+        raise ModelError(f"{path}: a bundle of {len(infos)} levels (pick one with --quality)")
+    return infos[0]
 
 
 @lru_cache(maxsize=1)
 def shipped() -> tuple[WeightsInfo, ...]:
     """Every weights file in the package, ordered by family, name and quality."""
-    infos = [read_info(p) for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))]
+    infos = [info for p in sorted(WEIGHTS_DIR.glob("*.safetensors")) for info in read_infos(p)]
     return tuple(sorted(infos, key=lambda i: (i.family, i.name, i.quality)))
 
 
 def levels(name: str = DEFAULT_MODEL) -> list[WeightsInfo]:
-    """Every quality level of the shipped model ``name`` in rising order (a weights file: itself)."""
+    """Every quality level of the shipped model ``name`` in rising order (a weights file: its own)."""
     if is_path(name):
-        return [read_info(name)]
+        return sorted(read_infos(name), key=lambda i: i.quality)
     found = [i for i in shipped() if i.name == name]
     if not found:
         known = ", ".join(sorted({i.name for i in shipped()})) or "none"
@@ -134,7 +164,7 @@ def training_core_hours(name: str) -> CoreHours:
 
 def find(name: str = DEFAULT_MODEL, quality: int | None = None) -> WeightsInfo:
     """The shipped weights called ``name`` at ``quality`` (default: the model's default level),
-    or a weights file when ``name`` is a path (whatever ``quality``: the file has one level)."""
+    or a weights file when ``name`` is a path (a one-level file whatever ``quality``)."""
     found = levels(name)
     if len(found) == 1 and (quality is None or is_path(name)):
         return found[0]
