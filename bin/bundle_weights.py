@@ -11,7 +11,6 @@ as before. The one-level files (vqcodec/weights/NAME-q*.safetensors, e.g. fresh 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from vqcodec.tensors import save_bundle
 from vqcodec.zoo import WEIGHTS_DIR, read_infos

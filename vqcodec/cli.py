@@ -6,6 +6,7 @@ traceback). Outputs are written atomically and never overwrite a file without ``
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -13,12 +14,12 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import click
 
-from vqcodec.errors import VQCodecError
+from vqcodec.errors import VQCodecError, failure_message
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
 
@@ -115,35 +116,84 @@ def output_path(src: Path, output: str | None, many: bool, suffix: str) -> Path:
     return out
 
 
-def run_batch(ctx: click.Context, files: list[Path], job: Callable[[Path], dict], as_json: bool) -> None:
-    """Run ``job`` on each file; report failures and go on; exit 1 if any failed."""
+Outcome = dict | Exception  # a job's report of one input, or why it failed
+
+
+def attempt(job: Callable[[Path], dict], src: Path) -> Outcome:
+    """``job(src)``, or the error that made it fail (an input's failure does not stop a batch)."""
+    try:
+        return job(src)
+    except (VQCodecError, OSError) as e:
+        return e
+
+
+def run_batch(ctx: click.Context, files: list[Path], outcomes: Iterable[tuple[Path, Outcome]], as_json: bool) -> None:
+    """Report each input's outcome as it comes (a line, or one error line, and go on), with a
+    progress bar for many inputs; exit 1 if any failed."""
     from tqdm import tqdm
 
     debug = ctx.obj["debug"]
     results, failures = [], 0
     to_stdout = False  # once the data goes to standard output, messages go to standard error
     show_bar = len(files) > 1 and not as_json
-    for src in tqdm(files, disable=not show_bar, dynamic_ncols=True, leave=False):
-        try:
-            result = job(src)
-            to_stdout = to_stdout or result["output"] == STDIO
-        except (VQCodecError, OSError) as e:
+    for src, outcome in tqdm(outcomes, total=len(files), disable=not show_bar, dynamic_ncols=True, leave=False):
+        if isinstance(outcome, Exception):
             failures += 1
             if debug:
-                traceback.print_exc()
-            message = f"{src}: {e}" if str(src) not in str(e) else str(e)
+                traceback.print_exception(outcome)
+            message = failure_message(str(src), outcome)
             results.append({"input": str(src), "error": message})
             fail(message)
             continue
-        results.append(result)
+        to_stdout = to_stdout or outcome["output"] == STDIO
+        results.append(outcome)
         if not as_json:
-            click.echo(result["line"], err=to_stdout)
+            click.echo(outcome["line"], err=to_stdout)
     if as_json:
         click.echo(json.dumps([{k: v for k, v in r.items() if k != "line"} for r in results], indent=2), err=to_stdout)
     elif len(files) > 1:
         click.echo(f"{len(files) - failures} of {len(files)} files done, {failures} failed")
     if failures:
         raise Failed("")
+
+
+def skipped(src: Path, dst: Path, valid: Callable[[Path], bool], skip_existing: bool) -> dict | None:
+    """With --skip-existing, the report of an input whose output exists and reads back valid."""
+    if not (skip_existing and str(dst) != STDIO and dst.exists() and valid(dst)):
+        return None
+    return {"input": str(src), "output": str(dst), "skipped": True, "line": f"{src} -> {dst}: exists, skipped"}
+
+
+def valid_vqc(path: Path) -> bool:
+    from vqcodec.format import unpack_file
+
+    try:
+        unpack_file(path.read_bytes())
+        return True
+    except (VQCodecError, OSError):
+        return False
+
+
+def valid_image(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+        return True
+    except Exception:  # any reason Pillow cannot read it back: redo it
+        return False
+
+
+def connect_ray(address: str | None):
+    """The ``vqcodec.ray`` module, connected to the cluster at ``address`` (or RAY_ADDRESS, or a
+    new local one); one clear line when Ray is not installed."""
+    try:
+        from vqcodec import ray as vqc_ray
+    except ImportError as e:
+        raise VQCodecError('--ray needs Ray: install it with `python3 -m pip install "vqcodec[ray]"`') from e
+    vqc_ray.connect(address)
+    return vqc_ray
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -184,49 +234,71 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     "higher PSNR for fewer bits, much slower encoding; decoding unchanged).",
 )
 @click.option("--strip", is_flag=True, help="Drop the ICC profile, EXIF and XMP (kept by default; alpha is kept).")
+@click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists and reads back as a .vqc file.")
+@click.option("--ray", "use_ray", is_flag=True, help="Run on a Ray cluster (RAY_ADDRESS, or a new local one).")
+@click.option("--ray-address", default=None, help="With --ray: the cluster's address (default: RAY_ADDRESS).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def compress(ctx, inputs, output, quality, target_bpp, model, device, refine, strip, force, as_json) -> None:
+def compress(ctx, inputs, output, quality, target_bpp, model, device, refine, strip, **batch) -> None:
     """Compress images (files or directories of images) into .vqc files."""
-    import io
+    from vqcodec.transcode import CompressOptions, compress_one
 
-    from vqcodec.api import compress_to_rate, load_codec
-    from vqcodec.format import parse_header
-    from vqcodec.images import open_image, prepare
-
-    if target_bpp is not None and quality is not None:
-        raise VQCodecError("give -q/--quality or --target-bpp, not both")
-    codec = load_codec(model, quality, device) if target_bpp is None else None
+    options = CompressOptions(model, quality, target_bpp, refine, strip, device)
     files = expand(inputs, IMAGE_SUFFIXES)
+    dsts = {src: output_path(src, output, len(files) > 1, ".vqc") for src in files}
 
     def job(src: Path) -> dict:
-        dst = output_path(src, output, len(files) > 1, ".vqc")
-        refuse_overwrite(dst, force)
+        dst = dsts[src]
+        refuse_overwrite(dst, batch["force"])
         start = time.perf_counter()
-        source = src if str(src) != STDIO else open_image(io.BytesIO(read_input(src)), "standard input")
-        image = prepare(source, strip=strip)
-        data = codec.compress(image, refine) if codec else compress_to_rate(image, target_bpp, model, device, refine)
-        seconds = time.perf_counter() - start
-        write_atomic(dst, data, force)
-        rgb = image.rgb
-        bpp = 8 * len(data) / image.pixels
-        header, _ = parse_header(data)
-        line = f"{src} -> {dst}: {header.family} q{header.quality}, {len(data)} bytes, {bpp:.4f} bpp, {seconds:.2f} s"
-        return {
-            "model": header.family,
-            "quality": header.quality,
-            "input": str(src),
-            "output": str(dst),
-            "bytes": len(data),
-            "width": rgb.width,
-            "height": rgb.height,
-            "bpp": bpp,
-            "seconds": seconds,
-            "line": line,
-        }
+        made = compress_one(read_input(src), "standard input" if str(src) == STDIO else str(src), options, codec)
+        return report_compressed(src, dst, made, time.perf_counter() - start, batch["force"])
 
-    run_batch(ctx, files, job, as_json)
+    todo, done = split_existing(files, dsts, valid_vqc, batch["skip_existing"])
+    if batch["use_ray"]:
+        vqc_ray = connect_ray(batch["ray_address"])
+        for src in todo:
+            refuse_overwrite(dsts[src], batch["force"])
+        remote = vqc_ray.compress_paths([str(src) for src in todo], options)
+        outcomes = (
+            (
+                Path(src),
+                made
+                if isinstance(made, Exception)
+                else report_compressed(Path(src), dsts[Path(src)], made, None, batch["force"]),
+            )
+            for src, made in remote
+        )
+    else:
+        codec = options.codec() if todo else None
+        outcomes = ((src, attempt(job, src)) for src in todo)
+    run_batch(ctx, files, itertools.chain(done, outcomes), batch["as_json"])
+
+
+def split_existing(files: list[Path], dsts: dict, valid: Callable[[Path], bool], skip: bool):
+    """(inputs to do, the reports of those --skip-existing skips)."""
+    done = [(src, report) for src in files if (report := skipped(src, dsts[src], valid, skip))]
+    return [src for src in files if src not in dict(done)], done
+
+
+def report_compressed(src: Path, dst: Path, made, seconds: float | None, force: bool) -> dict:
+    """Write a compressed file atomically and say what was made."""
+    write_atomic(dst, made.vqc, force)
+    took = "" if seconds is None else f", {seconds:.2f} s"
+    family, quality = made.model.split(" q")
+    return {
+        "model": family,
+        "quality": int(quality),
+        "input": str(src),
+        "output": str(dst),
+        "bytes": len(made.vqc),
+        "width": made.width,
+        "height": made.height,
+        "bpp": made.bpp,
+        "seconds": seconds,
+        "line": f"{src} -> {dst}: {made.model}, {len(made.vqc)} bytes, {made.bpp:.4f} bpp{took}",
+    }
 
 
 @cli.command()
@@ -237,45 +309,67 @@ def compress(ctx, inputs, output, quality, target_bpp, model, device, refine, st
 @click.option(
     "--model", default=None, help="Weights file to decode with (default: the shipped model named in the file)."
 )
+@click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists and reads back as an image.")
+@click.option("--ray", "use_ray", is_flag=True, help="Run on a Ray cluster (RAY_ADDRESS, or a new local one).")
+@click.option("--ray-address", default=None, help="With --ray: the cluster's address (default: RAY_ADDRESS).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def decompress(ctx, inputs, output, device, max_pixels, model, force, as_json) -> None:
+def decompress(ctx, inputs, output, device, max_pixels, model, **batch) -> None:
     """Decompress .vqc files into images (PNG unless -o names another format)."""
-
-    from PIL import Image
-
-    from vqcodec.api import decompress as decode
     from vqcodec.codec import MAX_PIXELS
-    from vqcodec.metadata import save_image
+    from vqcodec.transcode import decompress_one, image_format
 
     files = expand(inputs, {".vqc"})
+    dsts = {src: output_path(src, output, len(files) > 1, ".png") for src in files}
+
+    def fmt(dst: Path) -> str:
+        try:
+            return image_format(dst.suffix if str(dst) != STDIO else ".png")
+        except VQCodecError as e:
+            raise VQCodecError(f"{dst}: {e}") from e
 
     def job(src: Path) -> dict:
-        dst = output_path(src, output, len(files) > 1, ".png")
-        refuse_overwrite(dst, force)
+        dst = dsts[src]
+        refuse_overwrite(dst, batch["force"])
         start = time.perf_counter()
-        img = decode(read_input(src), max_pixels=max_pixels or MAX_PIXELS, device=device, model=model)
-        seconds = time.perf_counter() - start
-        fmt = Image.registered_extensions().get(dst.suffix.lower() if str(dst) != STDIO else ".png")
-        if fmt is None:
-            raise VQCodecError(f"{dst}: unknown image format {dst.suffix!r} (use .png, .bmp, .tiff, ...)")
-        try:
-            encoded = save_image(img, fmt)
-        except (KeyError, ValueError, OSError) as e:
-            raise VQCodecError(f"{dst}: cannot write this image as {fmt} ({e})") from e
-        write_atomic(dst, encoded, force)
-        line = f"{src} -> {dst}: {img.width}x{img.height} {img.mode}, {seconds:.2f} s"
-        return {
-            "input": str(src),
-            "output": str(dst),
-            "width": img.width,
-            "height": img.height,
-            "seconds": seconds,
-            "line": line,
-        }
+        made = decompress_one(read_input(src), fmt(dst), device, model, max_pixels or MAX_PIXELS)
+        return report_decompressed(src, dst, made, time.perf_counter() - start, batch["force"])
 
-    run_batch(ctx, files, job, as_json)
+    todo, done = split_existing(files, dsts, valid_image, batch["skip_existing"])
+    if batch["use_ray"]:
+        vqc_ray = connect_ray(batch["ray_address"])
+        formats = {}
+        for src in todo:
+            refuse_overwrite(dsts[src], batch["force"])
+            formats[str(src)] = fmt(dsts[src])
+        remote = vqc_ray.decompress_paths(formats, model=model, max_pixels=max_pixels or MAX_PIXELS)
+        outcomes = (
+            (
+                Path(src),
+                made
+                if isinstance(made, Exception)
+                else report_decompressed(Path(src), dsts[Path(src)], made, None, batch["force"]),
+            )
+            for src, made in remote
+        )
+    else:
+        outcomes = ((src, attempt(job, src)) for src in todo)
+    run_batch(ctx, files, itertools.chain(done, outcomes), batch["as_json"])
+
+
+def report_decompressed(src: Path, dst: Path, made, seconds: float | None, force: bool) -> dict:
+    """Write a decompressed image atomically and say what was made."""
+    write_atomic(dst, made.data, force)
+    took = "" if seconds is None else f", {seconds:.2f} s"
+    return {
+        "input": str(src),
+        "output": str(dst),
+        "width": made.width,
+        "height": made.height,
+        "seconds": seconds,
+        "line": f"{src} -> {dst}: {made.width}x{made.height} {made.mode}{took}",
+    }
 
 
 @cli.command()
