@@ -237,6 +237,7 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists and reads back as a .vqc file.")
 @click.option("--ray", "use_ray", is_flag=True, help="Run on a Ray cluster (RAY_ADDRESS, or a new local one).")
 @click.option("--ray-address", default=None, help="With --ray: the cluster's address (default: RAY_ADDRESS).")
+@click.option("--ray-workers", type=click.IntRange(1), default=None, help="With --ray: workers (default: one per CPU).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -260,7 +261,7 @@ def compress(ctx, inputs, output, quality, target_bpp, model, device, refine, st
         vqc_ray = connect_ray(batch["ray_address"])
         for src in todo:
             refuse_overwrite(dsts[src], batch["force"])
-        remote = vqc_ray.compress_paths([str(src) for src in todo], options)
+        remote = vqc_ray.compress_paths([str(src) for src in todo], options, batch["ray_workers"])
         outcomes = (
             (
                 Path(src),
@@ -312,6 +313,7 @@ def report_compressed(src: Path, dst: Path, made, seconds: float | None, force: 
 @click.option("--skip-existing", is_flag=True, help="Skip inputs whose output exists and reads back as an image.")
 @click.option("--ray", "use_ray", is_flag=True, help="Run on a Ray cluster (RAY_ADDRESS, or a new local one).")
 @click.option("--ray-address", default=None, help="With --ray: the cluster's address (default: RAY_ADDRESS).")
+@click.option("--ray-workers", type=click.IntRange(1), default=None, help="With --ray: workers (default: one per CPU).")
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -343,7 +345,7 @@ def decompress(ctx, inputs, output, device, max_pixels, model, **batch) -> None:
         for src in todo:
             refuse_overwrite(dsts[src], batch["force"])
             formats[str(src)] = fmt(dsts[src])
-        remote = vqc_ray.decompress_paths(formats, model=model, max_pixels=max_pixels or MAX_PIXELS)
+        remote = vqc_ray.decompress_paths(formats, model, max_pixels or MAX_PIXELS, batch["ray_workers"])
         outcomes = (
             (
                 Path(src),

@@ -205,19 +205,21 @@ def stream(ds: ray.data.Dataset, ok: type) -> Iterator[tuple[str, object]]:
             yield row["path"], Decompressed(row["image"], row["width"], row["height"], row["mode"])
 
 
-def compress_paths(paths: list[str], options: CompressOptions) -> Iterator[tuple[str, object]]:
+def compress_paths(
+    paths: list[str], options: CompressOptions, concurrency: int | None = None
+) -> Iterator[tuple[str, object]]:
     """The command line's --ray: the workers read and compress these files."""
     if not paths:
         return iter(())
     ds = ray.data.from_items([{"path": p} for p in paths])
-    return stream(mapped(ds, Compressor, (options, "bytes"), None), Compressed)
+    return stream(mapped(ds, Compressor, (options, "bytes"), concurrency), Compressed)
 
 
 def decompress_paths(
-    formats: dict[str, str], model: str | None, max_pixels: int | None
+    formats: dict[str, str], model: str | None, max_pixels: int | None, concurrency: int | None = None
 ) -> Iterator[tuple[str, object]]:
     """The command line's --ray: the workers read these .vqc files and write each in its format."""
     if not formats:
         return iter(())
     ds = ray.data.from_items([{"path": p, "format": f} for p, f in formats.items()])
-    return stream(mapped(ds, Decompressor, ("PNG", "vqc", model, max_pixels), None), Decompressed)
+    return stream(mapped(ds, Decompressor, ("PNG", "vqc", model, max_pixels), concurrency), Decompressed)
