@@ -42,6 +42,7 @@ def open_image(path: str | Path | BinaryFile, name: str | None = None) -> Image.
             im.load()
             if frames > 1:
                 warnings.warn(f"{name} has {frames} frames: vqcodec codes the first", stacklevel=3)
+                return im.copy()  # the first frame alone: it is not a many-frame image any more
             return im
     except FileNotFoundError as e:
         raise ImageError(f"{name}: no such file") from e
