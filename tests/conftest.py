@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vqcodec.codec import BaselineCodec, Codec, VQCodec, save_baseline_weights, save_vq_weights
+from vqcodec.codec import BaselineCodec, Codec, VQCodec
+from vqcodec.export import save_baseline_weights, save_vq_weights
 from vqcodec.models.ae import AEConfig, make_model
 from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig

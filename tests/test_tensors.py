@@ -5,8 +5,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from vqcodec.codec import BaselineCodec, save_baseline_weights
+from vqcodec.codec import BaselineCodec
 from vqcodec.errors import ModelError
+from vqcodec.export import save_baseline_weights
 from vqcodec.models.ae import AEConfig, level_model, make_model
 from vqcodec.tensors import load_tensors, save_bundle, tensor_hash
 from vqcodec.zoo import read_info, read_infos

@@ -441,7 +441,7 @@ def test_a_decoder_trained_for_int8_resumes_exports_and_decodes_the_files_it_sup
     data = VQCodec.from_weights(old).compress(smooth_image(40, 48))
     for steps in (2, 4):
         cfg = train_config(folders, tmp_path / "dec", steps)
-        finetune_decoder(load_vqvae(tiny_weights), cfg, tiny_weights, int8=float_convs, equalize=equalize)
+        finetune_decoder(load_vqvae(tiny_weights), cfg, tiny_weights, int8_float_convs=float_convs, equalize=equalize)
     config = json.loads((tmp_path / "dec" / "config.json").read_text())
     assert (config["int8"], config["int8_equalize"]) == (float_convs, equalize)
     assert [line["step"] for line in lines(tmp_path / "dec" / "metrics.jsonl") if "val_psnr" in line] == [0, 2, 4]

@@ -743,7 +743,7 @@ def train_decoder_cmd(ctx, vqvae_src, grow, for_int8, int8_float_convs, int8_equ
     vqvae = load_vqvae(vqvae_src)
     int8 = int8_float_convs if for_int8 else 0
     model = grow_decoder(vqvae, grow) if grow else vqvae
-    finetune_decoder(model, cfg, vqvae_src, int8=int8, equalize=int8_equalize if for_int8 else 0.0)
+    finetune_decoder(model, cfg, vqvae_src, int8_float_convs=int8, equalize=int8_equalize if for_int8 else 0.0)
 
 
 @train.command("prior")

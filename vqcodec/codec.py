@@ -50,7 +50,7 @@ from vqcodec.models.ae import (
 from vqcodec.models.prior import IntegerPrior, PixelCNNPrior, PriorConfig, float_state
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig, for_inference
 from vqcodec.refine import REFINE_RATE, refine_indices
-from vqcodec.tensors import load_tensors, prefixed, save_weights
+from vqcodec.tensors import load_tensors, prefixed
 from vqcodec.zoo import WeightsInfo
 
 MAX_PIXELS = 128 * 1024 * 1024  # like Pillow's MAX_IMAGE_PIXELS; callers may raise it
@@ -442,31 +442,3 @@ class BaselineCodec(Codec):
 def channel_tables(shape: tuple[int, ...]) -> torch.Tensor:
     """Table number = channel number, for a (1, C, H, W) latent coded with one table per channel."""
     return torch.arange(shape[1]).view(1, -1, 1, 1).expand(shape)
-
-
-def save_vq_weights(
-    path: str,
-    vqvae: VQVAE,
-    prior_tensors: dict[str, torch.Tensor],
-    prior_cfg: PriorConfig,
-    name: str,
-    quality: int,
-    meta: dict,
-) -> WeightsInfo:
-    """Write a VQ codec (VQ-VAE weights in float16, run in float32, + integer prior) as one
-    safetensors file. float16 halves the VQ-VAE's share of the file; Kodak PSNR moves by less
-    than 0.01 dB (README)."""
-    tensors = {f"vqvae.{k}": v.half() if v.is_floating_point() else v for k, v in vqvae.state_dict().items()}
-    tensors.update({f"prior.{k}": v for k, v in prior_tensors.items()})
-    if vqvae.int8_ranges is not None:
-        tensors[int8.RANGES] = vqvae.int8_ranges.float()
-    meta = {"vqvae_config": vqvae.cfg.to_dict(), "prior_config": prior_cfg.to_dict(), **meta}
-    return save_weights(path, tensors, "vq", name, quality, meta)
-
-
-def save_baseline_weights(
-    path: str, model: FactorizedAE | HyperpriorVAE, name: str, quality: int, meta: dict
-) -> WeightsInfo:
-    """Write an AE or VAE codec (float transforms, integer tables) as one safetensors file."""
-    meta = {"ae_config": model.cfg.to_dict(), **meta}
-    return save_weights(path, BaselineCodec.export(model), model.cfg.family, name, quality, meta)

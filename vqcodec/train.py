@@ -399,15 +399,15 @@ def calibration_latents(vqvae: VQVAE, cfg: TrainConfig) -> torch.Tensor:
 
 
 def finetune_decoder(
-    vqvae: VQVAE, cfg: TrainConfig, source: str | None = None, int8: int = 0, equalize: float = 0.0
+    vqvae: VQVAE, cfg: TrainConfig, source: str | None = None, int8_float_convs: int = 0, equalize: float = 0.0
 ) -> VQVAE:
     """Train only the decoder of a trained VQ-VAE, encoder and codebook frozen (``source``: where
     it came from, a run directory or weights file, recorded for the export's metadata).
 
     The indices (and so the rate, and the prior trained on them) do not change, while the
     decoder gets more steps for the same time: its pass is about half of the model's cost.
-    ``int8`` > 0: train the decoder for int8 inference (``vqcodec.int8``) with its last ``int8``
-    convolutions in float: its fake-quantized network, whose activation ranges stop following
+    ``int8_float_convs`` > 0: train the decoder for int8 inference (``vqcodec.int8``) with that
+    many of its last convolutions in float: its fake-quantized network, whose activation ranges stop following
     the batches for the last INT8_FROZEN of the run, starting from the decoder's ``equalize``d
     form of that exponent (0: as it is).
     """
@@ -415,6 +415,7 @@ def finetune_decoder(
     vqvae.eval()  # no EMA codebook updates
     for p in [*vqvae.encoder.parameters(), *vqvae.quantizer.parameters()]:
         p.requires_grad_(False)
+    int8 = int8_float_convs
     if int8:
         if equalize and not (Path(cfg.out) / CHECKPOINT).exists():  # (a resumed run's weights are equalized)
             vqvae.decoder = int8_decoder.equalize(vqvae.decoder, calibration_latents(vqvae, cfg), equalize)

@@ -106,12 +106,12 @@ def up(cin: int, cout: int, kernel: int = 5) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, kernel, stride=2, padding=kernel // 2, output_padding=1)
 
 
-def analysis(n: int, m: int) -> nn.Sequential:
+def build_analysis(n: int, m: int) -> nn.Sequential:
     """Image (B, 3, H, W) centred on 0 -> latent (B, m, H/16, W/16)."""
     return nn.Sequential(down(3, n), GDN(n), down(n, n), GDN(n), down(n, n), GDN(n), down(n, m))
 
 
-def synthesis(n: int, m: int) -> nn.Sequential:
+def build_synthesis(n: int, m: int) -> nn.Sequential:
     """Latent (B, m, h, w) -> image (B, 3, 16h, 16w) centred on 0."""
     return nn.Sequential(
         up(m, n), GDN(n, inverse=True), up(n, n), GDN(n, inverse=True), up(n, n), GDN(n, inverse=True), up(n, 3)
@@ -246,8 +246,8 @@ class Transforms(nn.Module):
     def __init__(self, cfg: AEConfig):
         super().__init__()
         self.cfg = cfg
-        self.g_a = analysis(cfg.channels, cfg.latent)
-        self.g_s = synthesis(cfg.channels, cfg.latent)
+        self.g_a = build_analysis(cfg.channels, cfg.latent)
+        self.g_s = build_synthesis(cfg.channels, cfg.latent)
         self.gains = Gains(cfg.lambdas, cfg.latent) if cfg.lambdas else None
 
     def analyze(self, x: torch.Tensor, level: int = 0) -> torch.Tensor:

@@ -53,13 +53,13 @@ from vqcodec.models.ae import (
     SCALE_MIN,
     FactorizedDensity,
     Gains,
-    analysis,
     bits,
+    build_analysis,
+    build_synthesis,
     down,
     full_precision,
     rate_proxy,
     round_half_even_ste,
-    synthesis,
     up,
 )
 
@@ -187,8 +187,8 @@ class HyperpriorVQ(nn.Module):
         super().__init__()
         self.cfg = cfg
         n, m, h = cfg.channels, cfg.latent, cfg.hyper
-        self.g_a = analysis(n, m)
-        self.g_s = synthesis(n, m)
+        self.g_a = build_analysis(n, m)
+        self.g_s = build_synthesis(n, m)
         self.gains = Gains(cfg.lambdas, m)
         self.h_a = nn.Sequential(nn.Conv2d(m, h, 3, padding=1), nn.ReLU(), down(h, h), nn.ReLU(), down(h, h))
         self.h_s = nn.Sequential(up(h, h), nn.ReLU(), up(h, h), nn.ReLU(), nn.Conv2d(h, m, 3, padding=1), nn.ReLU())
