@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vqcodec import entropy, int8
+from vqcodec import entropy, int8, tables
 from vqcodec.errors import BitstreamError, ModelError, VQCodecError
 from vqcodec.format import VERSION, Container, Header, pack, read_varint, unpack_file, varint
 from vqcodec.hardware import bf16_supported, int8_matmul_fast
@@ -340,9 +340,9 @@ class BaselineCodec(Codec):
         super().__init__(info, device)
         self.model, self.cfg = model, model.cfg
         self.family, self.multiple = model.cfg.family, model.cfg.downsample
-        self.y_tables = entropy.TableCoder(prefixed(tensors, "y_tables."))
+        self.y_tables = tables.TableCoder(prefixed(tensors, "y_tables."))
         if self.cfg.hyper:
-            self.z_tables = entropy.TableCoder(prefixed(tensors, "z_tables."))
+            self.z_tables = tables.TableCoder(prefixed(tensors, "z_tables."))
             self.hyper = IntegerHyperSynthesis(prefixed(tensors, "h_s."))
 
     @classmethod
@@ -368,12 +368,12 @@ class BaselineCodec(Codec):
         tensors = {f"model.{k}": v.half() for k, v in state if not k.startswith(NOT_SHIPPED)}
         if model.cfg.hyper:
             pmfs = gaussian_pmfs(scale_table())
-            y_tables = entropy.stack_tables(pmfs, [-(len(p) // 2) for p in pmfs])
-            z_tables = entropy.stack_tables(*model.density.pmfs())
+            y_tables = tables.stack_tables(pmfs, [-(len(p) // 2) for p in pmfs])
+            z_tables = tables.stack_tables(*model.density.pmfs())
             tensors.update({f"z_tables.{k}": v for k, v in z_tables.items()})
             tensors.update({f"h_s.{k}": v for k, v in IntegerHyperSynthesis.export(model.h_s).items()})
         else:
-            y_tables = entropy.stack_tables(*model.density.pmfs())
+            y_tables = tables.stack_tables(*model.density.pmfs())
         tensors.update({f"y_tables.{k}": v for k, v in y_tables.items()})
         return tensors
 
