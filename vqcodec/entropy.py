@@ -5,7 +5,7 @@ exp lookup table (built with correctly rounded decimal arithmetic, so identical 
 maps "distance below the largest logit" to a weight, and the weights are rescaled to a fixed
 total of 2**24 with every symbol at least 1. The range coder is constriction's queue
 RangeEncoder/RangeDecoder (32-bit words, 64-bit state, 24-bit precision), which the files of
-versions 1-3 were written with, step for step; since vqcodec 0.20 it runs compiled together with
+versions 1-3 were written with, step for step; it runs compiled together with
 the tables (``vqcodec.kernels``: no float64 copies of them). constriction itself codes exactly
 the same tables when handed the weights w = freq - 1: its leaky categorical model maps weights
 to cumulative frequencies floor(cumsum(w) * (2**24 - K) / sum(w)) + s, and the scale is then
@@ -224,9 +224,8 @@ def in_order(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, ahead: int
 
 def waves_per_call(prior: IntegerPrior, positions_per_wave: float) -> int:
     """Wavefronts per prior call when encoding: about CALL_ENTRIES table entries, so that the
-    frequency tables stay in cache (q4, a Kodak image, one thread: 0.18 s in calls of 64
-    wavefronts, 0.10 s in calls of 4-8; priors with groups, whose tables are narrow, go on
-    gaining up to 64). The bytes are the same whatever the grouping."""
+    frequency tables stay in cache (docs/speed.md has the timings). The bytes are the same
+    whatever the grouping."""
     cfg = prior.cfg
     width = cfg.codebook_size if cfg.groups == 1 else cfg.groups + cfg.members
     return max(1, int(CALL_ENTRIES // (positions_per_wave * width)))

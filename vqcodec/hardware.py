@@ -20,9 +20,8 @@ def bf16_supported(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 natively; elsewhere it is emulated, and slower than float32.
 
     On a CPU that means AVX512-BF16 or AMX. oneDNN's own check (``_is_mkldnn_bf16_supported``)
-    also accepts plain AVX-512, where it emulates bfloat16: on an Intel Xeon with AVX-512 and
-    VNNI but no BF16 (torch 2.13, one thread, q4's networks on a 768x512 image) that ran the
-    encoder in 0.79 s and the decoder in 1.08 s against 0.22 s and 0.26 s in float32.
+    also accepts plain AVX-512, where it emulates bfloat16 at several times float32's cost
+    (docs/speed.md, "Measurements behind the code's choices").
     """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -56,14 +55,12 @@ def _best_seconds(fn, repeats: int = 3) -> float:
 def int8_matmul_fast() -> bool:
     """Whether ``torch._int_mm`` (int8 x int8 -> int32) beats float32 products on this CPU.
 
-    With VNNI or AMX it is several times faster; on a CPU with only AVX2 (measured on an AMD
-    EPYC, torch 2.13) it is about 60x slower than float32. Both are exact for the prior's
-    integer layers, so the choice changes speed and never a bit: a one-off micro-benchmark of
-    the prior's shape (a few milliseconds where int8 is fast) decides, on one thread as the
-    prior runs (on two, thread wake-ups made it pick float32 on a VNNI machine where int8 is 4x
-    faster per thread: q4's prior + range decode 0.170 s instead of 0.134). Where the CPU says it
-    has AVX512-VNNI or AMX, no benchmark: on a busy virtual machine a stall during the
-    benchmark's microseconds once picked float32 on such a CPU (vqcodec 0.19, side by side).
+    With VNNI or AMX it is several times faster; on a CPU with only AVX2 it is far slower than
+    float32. Both are exact for the prior's integer layers, so the choice changes speed and
+    never a bit: a one-off micro-benchmark of the prior's shape decides, on one thread as the
+    prior runs (on two, thread wake-ups can make it pick the slower path). Where the CPU says it
+    has AVX512-VNNI or AMX, no benchmark: a stall during its microseconds on a busy machine
+    could pick float32 there (the measurements: docs/speed.md).
     """
     if not hasattr(torch, "_int_mm"):
         return False

@@ -423,7 +423,7 @@ def phase_convolutions(layer: nn.Sequential) -> list[nn.Conv2d]:
     """The sub-pixel convolution ``layer`` (a 3x3 convolution to four phases of each channel and
     a 2x pixel shuffle, ``subpixel``) as four 2x2 convolutions with padding 1, one per phase
     (a, b), whose output rows a..a + h and columns b..b + w are that phase: the taps the 3x3
-    form holds at zero are not computed (4 of its 9; q6's layer, a Kodak image: 73 -> 32 ms).
+    form holds at zero are not computed (4 of its 9).
     In int8 the same sums (exact integers), so the same numbers."""
     conv, shuffle = layer
     if shuffle.upscale_factor != 2:

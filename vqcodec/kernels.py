@@ -14,7 +14,7 @@ the numbers are those of the array code and the words those of constriction
 (tests/test_kernels.py); the matrix products stay with torch's int8 kernels (VNNI/AMX).
 
 Compiled on first use and cached beside the module (numba's ``cache=True``): a process pays
-numba's import (about 0.3 s) and its first call (0.4-0.6 s), a new machine the compilation once.
+numba's import and its first call, a new machine the compilation once (docs/speed.md).
 """
 
 from __future__ import annotations

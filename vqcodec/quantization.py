@@ -35,9 +35,8 @@ def nearest_codebook(
 
     Ranks codes by ||e||^2 - 2 z.e (the squared distance less ||z||^2, the same for every code),
     one fused matrix product per chunk of ``chunk`` rows, on whatever device the tensors live
-    on. The default chunk holds about 2**20 distances, which stay in a CPU's cache (measured:
-    24,576 x 512, one thread: 39 ms in chunks of 16,384 rows, 22-24 ms in chunks of 1,024-4,096;
-    the three-pass form this replaced took 90 ms in chunks of 16,384).
+    on. The default chunk holds about 2**20 distances, which stay in a CPU's cache (the
+    timings: docs/speed.md).
     """
     return nearest_codes(z, codebook, 1, bias, chunk)[:, 0]
 

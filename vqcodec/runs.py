@@ -105,7 +105,7 @@ def read_vqvae(source: str | Path) -> tuple[dict, dict, dict]:
     origin = vqvae_origin(source)
     if Path(source).is_dir():
         config, state = load_run(source)
-        if config.get("int8"):  # True in 0.19's runs: the last convolution float
+        if config.get("int8"):  # the count of float convolutions (a run config's True: one)
             state = folded_state(VQVAEConfig(**origin["model"]), state, int(config["int8"]))
         return origin["model"], state, origin
 

@@ -170,9 +170,8 @@ def transposed(conv: nn.Conv2d, like: nn.ConvTranspose2d) -> nn.ConvTranspose2d:
 def for_inference(model: VQVAE) -> VQVAE:
     """``model`` rearranged for compressing and decoding, the same function (in place): the
     decoder's last transposed convolution as a ``subpixel`` convolution (a transposed
-    convolution to 3 channels is the slowest layer per operation: q4, a Kodak image, one
-    thread: 39 -> 27 ms) and the ReLUs between layers in place (one pass over the activations
-    instead of two)."""
+    convolution to 3 channels is the slowest layer per operation) and the ReLUs between layers
+    in place (one pass over the activations instead of two)."""
     name, last = list(model.decoder.named_children())[-1]
     if isinstance(last, nn.ConvTranspose2d):
         setattr(model.decoder, name, subpixel(last))
