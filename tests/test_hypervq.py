@@ -148,3 +148,24 @@ def test_warm_start_from_a_hyperprior_vae():
     assert set(missing) == {"counts"} and not unexpected
     assert torch.equal(model.g_a[0].weight, vae.g_a[0].weight)
     assert torch.equal(model.h_s[4].weight, vae.h_s[4].weight)
+
+
+def test_training_rate_is_the_vaes_gaussian_proxy():
+    """While training, the rate is each channel's Gaussian mass around the noisy latent (the
+    VAE's differentiable proxy) plus z's, not the tables' bits."""
+    from vqcodec.models.ae import bits, gaussian_likelihood
+
+    torch.manual_seed(0)
+    model = HyperpriorVQ(TINY).train()
+    x = torch.rand(1, 3, 64, 64)
+    torch.manual_seed(1)
+    _, rate = model(x, 1)
+    with torch.no_grad():
+        y = model.gains(model.g_a(x - 0.5), 1)
+        z = model.h_a(y.abs())
+        scale = model.h_s(torch.round(z))
+        torch.manual_seed(1)
+        noisy_y = y + torch.rand_like(y) - 0.5
+        noisy_z = z + torch.rand_like(z) - 0.5
+        expected = bits(gaussian_likelihood(noisy_y, scale)) + bits(model.density.likelihood(noisy_z, 1))
+    assert float(rate) == pytest.approx(float(expected), rel=1e-5)
