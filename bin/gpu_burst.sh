@@ -19,6 +19,9 @@
 # The baselines (issue 14: the same compute as the ladder, GPU time included) in a call of their own,
 # carrying checkpoints/ae.pt and vae.pt (the levels' weights and both packs exceed 64 MiB together):
 #   LEVELS= FAMILIES="ae vae" bash bin/gpu_burst.sh   -> $OUT/ae.pt, vae.pt: `cp` them to checkpoints/
+# The hyper-VQ model (issue 40) the same way, carrying checkpoints/hvq.pt (its run resumes from the pack,
+# at the GPU batch, and comes back packed; count its GPU-hours apart from its core-hours):
+#   LEVELS= FAMILIES=hvq bash bin/gpu_burst.sh          -> $OUT/hvq.pt: `cp` it to checkpoints/
 # Smoke-test it on a CPU with tiny budgets:
 #   OUT=/tmp/out DEVICE=cpu BUDGET=240 LEVELS=6 BATCH=2 CROP=64 IMAGES=1 bash bin/gpu_burst.sh
 #   OUT=/tmp/out DEVICE=cpu BUDGET=150 LEVELS= TIMINGS=0 BATCH=2 CROP=64 NEW="q3-k128:configs/vq-q3-k128-vqvae.toml:vqcodec/weights/vq-q4.safetensors" bash bin/gpu_burst.sh
@@ -45,7 +48,7 @@ PRIOR_SHARE=${PRIOR_SHARE:-40}  # percent of each level's minutes for its prior
 #   vqcodec train prior --vqvae $OUT/vqvae-qN.safetensors --init vqcodec/weights/vq-qN.safetensors ...
 PRIOR_LEVELS=${PRIOR_LEVELS-}
 PRIOR_LR=${PRIOR_LR:-5e-4}  # those priors start from the shipped ones (a continued VQ-VAE keeps its codes' places)
-FAMILIES=${FAMILIES:-}      # baselines (ae, vae) to continue from checkpoints/FAMILY.pt, side by side with the levels
+FAMILIES=${FAMILIES:-}      # variable-rate runs (ae, vae, hvq) to continue from checkpoints/FAMILY.pt, beside the levels
 # new operating points (issue 11: the continuation has saturated, structure is what is left), side by side
 # with the levels: "tag:config:init ..." trains config's VQ-VAE from the init weights file (layers whose
 # shapes agree; a codebook of another size starts from k-means of the init's latents) for the whole time
@@ -99,7 +102,7 @@ burst() {
     "${common[@]}" --batch $((BATCH * 2)) --lr "$PRIOR_LR" --minutes "$prior_min" &&
   vq train export --vqvae "$run-vqvae" --prior "$run-prior" --quality "$q" --out "$OUT/vq-q$q.safetensors"
 }
-# a baseline family: its variable-rate run resumed from its pack, on its own step schedule, packed back
+# a variable-rate family (ae, vae, hvq): its run resumed from its pack, on its own step schedule, packed back
 baseline() {
   local family=$1 minutes=$2 run="runs/gpu-$1"
   rm -rf "$run" && python3 bin/pack_run.py --unpack "checkpoints/$family.pt" "$run" &&
