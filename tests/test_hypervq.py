@@ -1,5 +1,6 @@
 """The hyper-VQ model: the A2 lattice and its codebook, escapes, rate terms and the warm start from a VAE."""
 
+import dataclasses
 import math
 
 import pytest
@@ -169,3 +170,29 @@ def test_training_rate_is_the_vaes_gaussian_proxy():
         noisy_z = z + torch.rand_like(z) - 0.5
         expected = bits(gaussian_likelihood(noisy_y, scale)) + bits(model.density.likelihood(noisy_z, 1))
     assert float(rate) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_a_warm_started_run_counts_the_vaes_budget_and_resumes_from_its_pack(folders, tmp_path):
+    """The hvq run starts from a VAE run (its budget counted), fits its tables before the first
+    step, and a pack of it (weights and tables in 16 bits) resumes where it stopped."""
+    from vqcodec.runs import CHECKPOINT, pack_run, unpack_run
+    from vqcodec.train import train_baseline
+
+    from .conftest import train_config as small_config
+
+    def train_config(folders, out, steps):  # crops of 64: one position of the side information
+        return dataclasses.replace(small_config(folders, out, steps), crop=64)
+
+    vae_cfg = AEConfig(channels=8, latent=6, hyper=4, lambdas=(0.001, 0.01))
+    train_baseline(vae_cfg, train_config(folders, tmp_path / "vae", 2))
+    vae_hours = torch.load(tmp_path / "vae" / CHECKPOINT, weights_only=True)["budget"]["core_seconds"]
+    cfg = HyperVQConfig(channels=8, latent=6, hyper=4, points=61, lambdas=(0.001, 0.01))
+    model = train_baseline(cfg, train_config(folders, tmp_path / "hvq", 2), init=str(tmp_path / "vae"))
+    first = torch.load(tmp_path / "hvq" / CHECKPOINT, weights_only=True)
+    assert first["budget"]["core_seconds"] > vae_hours and first["step"] == 2
+    assert not torch.equal(model.counts, HyperpriorVQ(cfg).counts)  # calibrated and counted
+    pack_run(tmp_path / "hvq", tmp_path / "hvq.pt")
+    unpack_run(tmp_path / "hvq.pt", tmp_path / "again")
+    resumed = train_baseline(cfg, train_config(folders, tmp_path / "again", 4))
+    assert torch.load(tmp_path / "again" / CHECKPOINT, weights_only=True)["step"] == 4
+    assert resumed.counts.shape == model.counts.shape
