@@ -203,7 +203,7 @@ def encode_grid(
     # the intervals need no order: the CPU's threads compute them side by side (the compiled loops
     # and torch's products release the GIL) while this thread codes them in order; each worker on
     # one thread, which a new OS thread is not until told (OpenMP's default is every core)
-    workers = torch.get_num_threads() if prior.device.type == "cpu" else 1
+    workers = torch.get_num_threads() if prior.compiled else 1
     with one_thread(), ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         for part in in_order(pool, coded, range(0, len(waves), group), ahead=2 * workers):
             encoder.encode(part)
@@ -267,7 +267,7 @@ def decode_grid(
         except ValueError as e:
             raise BitstreamError(f"corrupt payload: the range decoder failed at wavefront {t} ({e})") from e
 
-    step = (_compiled_step if prior.device.type == "cpu" else _tensor_step)(prior, ctx, pos, decode)
+    step = (_compiled_step if prior.compiled else _tensor_step)(prior, ctx, pos, decode)
     with one_thread(), torch.inference_mode():
         for t in range(len(waves)):
             step(int(waves.starts[t]), int(waves.starts[t + 1]), t)

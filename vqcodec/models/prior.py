@@ -247,6 +247,8 @@ class IntegerPrior:
         ``int8_matmul_fast`` finds them faster); the same integers either way."""
         self.cfg = cfg
         self.device = torch.device(device)
+        # the backend, chosen once: the compiled loops (vqcodec.kernels) on the CPU, torch elsewhere
+        self.compiled = self.device.type == "cpu"
         t = {name: v.to(self.device, torch.int64) for name, v in tensors.items()}
         n_off = len(causal_offsets(cfg.radius))
         first_shift = self._first_shift = TABLE_BITS - ACT_BITS
@@ -272,7 +274,7 @@ class IntegerPrior:
         hidden = [n < cfg.layers for n in range(len(integer))]
         shifted = [(w, b + 128 * w.sum(0) - (128 << k) * h, k) for (w, b, k), h in zip(integer, hidden, strict=True)]
         fits = all(int(b.abs().max()) + 128 * WEIGHT_MAX * w.shape[0] < 2**31 for w, b, _ in shifted)
-        if self.device.type == "cpu" and fits and (int8_matmul_fast() if int8 is None else int8):
+        if self.compiled and fits and (int8_matmul_fast() if int8 is None else int8):
             self._int8 = [(w.to(torch.int8), b.numpy(), shift.numpy()) for w, b, shift in shifted]
         bound = int(t["table"].abs().amax()) * n_off + max(int(b.abs().amax()) for b in self._first[1:])
         for w, b, _ in self._layers:
@@ -284,7 +286,7 @@ class IntegerPrior:
         self.order = t.get("order", torch.arange(cfg.codebook_size, device=self.device))  # place -> code
         self.place = torch.argsort(self.order)  # code -> place
         self._cache: dict = {}
-        if self.device.type == "cpu":
+        if self.compiled:
             self._kernel = self._kernel_operands(integer)
 
     def _kernel_operands(self, integer: list[tuple[torch.Tensor, ...]]) -> dict[str, tuple[np.ndarray, ...]]:
@@ -348,7 +350,7 @@ class IntegerPrior:
     def features(self, ctx: torch.Tensor) -> torch.Tensor:
         """Causal-window indices (N, n_offsets) -> last hidden activations (N, hidden): integers
         0..255 in the exact float type, or as int8 shifted by -128 where the products are int8."""
-        if self.device.type != "cpu":
+        if not self.compiled:
             return self._tensor_features(ctx)
         windows = np.ascontiguousarray(ctx.numpy())
         n, k = windows.shape
@@ -403,7 +405,7 @@ class IntegerPrior:
         return kernels.member_logits(a, groups, *self._kernel["members"])
 
     def _output(self, a: torch.Tensor, layer: int) -> torch.Tensor:
-        if self.device.type == "cpu":
+        if self.compiled:
             return torch.from_numpy(self.compiled_output(a.numpy(), layer))
         w, b, scale = self._tensors(a.dtype)[1][layer]
         return torch.addmm(b, a, w).mul_(scale).floor_().to(torch.int32)
@@ -422,7 +424,7 @@ class IntegerPrior:
         of its member: the output layer's logits of that group's members, and only those (a
         G-th of the whole layer's work), each the same exact integer sum as in the whole layer.
         On the CPU one compiled loop; elsewhere a sparse product."""
-        if self.device.type == "cpu":
+        if self.compiled:
             return torch.from_numpy(self.compiled_member_logits(a.numpy(), groups.numpy()))
         return self._sparse_member_logits(a, groups)
 
