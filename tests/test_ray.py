@@ -120,33 +120,11 @@ def test_the_command_lines_ray_writes_the_plain_files(cluster, capsys, photos, t
 
 def test_skip_existing_resumes_a_job(capsys, photos, tiny_weights, tmp_path):
     out = tmp_path / "out"
-    assert (
-        run(
-            capsys,
-            "compress",
-            str(photos / "p00.png"),
-            str(photos / "p01.png"),
-            "-o",
-            str(out),
-            "--model",
-            tiny_weights,
-        )[0]
-        == 0
-    )
+    job = ["compress", str(photos / "p00.png"), str(photos / "p01.png"), "-o", str(out), "--model", tiny_weights]
+    assert run(capsys, *job)[0] == 0
     (out / "p01.vqc").write_bytes(b"VQC partial")  # an interrupted write elsewhere: not a valid file
     before = (out / "p00.vqc").stat().st_mtime_ns
-    code, stdout, _ = run(
-        capsys,
-        "compress",
-        str(photos / "p00.png"),
-        str(photos / "p01.png"),
-        "-o",
-        str(out),
-        "--model",
-        tiny_weights,
-        "--skip-existing",
-        "--force",
-    )
+    code, stdout, _ = run(capsys, *job, "--skip-existing", "--force")
     assert code == 0 and "p00.vqc: exists, skipped" in stdout
     assert (out / "p00.vqc").stat().st_mtime_ns == before
     assert (out / "p01.vqc").read_bytes() == vqcodec.compress(photos / "p01.png", model=tiny_weights)

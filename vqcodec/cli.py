@@ -803,7 +803,7 @@ baseline_command("vae", 64)
 @train_options
 @click.pass_context
 def train_hvq_cmd(ctx, init_from, config_file, **options) -> None:
-    """Train the variable-rate hyper-VQ model (hyperprior transform, shared codebook, per-rate gains)."""
+    """Train the variable-rate hyper-VQ model (hyperprior transform, hexagonal-lattice VQ, per-rate gains)."""
     from vqcodec.models.hypervq import HyperVQConfig
     from vqcodec.train import train_baseline
 
