@@ -35,7 +35,7 @@ from PIL import Image
 
 import vqcodec
 from vqcodec import entropy
-from vqcodec.codec import VQCodec, pixels
+from vqcodec.codec import VQCodec, image_tensor
 from vqcodec.data import image_files, load_rgb
 from vqcodec.evaluation import psnr
 from vqcodec.hardware import cpu_name
@@ -98,7 +98,7 @@ def stage_times(codec, trained: VQVAE, img: Image.Image) -> dict[str, float]:
     """Seconds of each stage of one image, as the codec runs them (stripes, int8 prior, an int8
     or bfloat16 decoder where the CPU has it) and as version 0.1 did (one stripe, float prior,
     float32 decoder)."""
-    x = pixels(img, codec.multiple)
+    x = image_tensor(img, codec.multiple)
     out = {}
     t = time.perf_counter()
     idx = codec.indices(x)
@@ -118,7 +118,7 @@ def stage_times(codec, trained: VQVAE, img: Image.Image) -> dict[str, float]:
     out["v0.1 prior + range decode"] = time.perf_counter() - t
     with decoder_path(codec, bf16=False):
         t = time.perf_counter()
-        codec.pixels(idx)
+        codec.grid_to_pixels(idx)
         out["v0.1 decoder network (float32)"] = time.perf_counter() - t
     return out
 
@@ -157,7 +157,7 @@ def decoder_times(codec: VQCodec, trained: VQVAE, idx: torch.Tensor) -> dict[str
     for key, setting in paths.items():
         with decoder_path(codec, **setting):
             t = time.perf_counter()
-            codec.pixels(idx)
+            codec.grid_to_pixels(idx)
             out[key] = time.perf_counter() - t
     return out
 

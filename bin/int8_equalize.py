@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vqcodec import int8
-from vqcodec.codec import pixels, to_uint8
+from vqcodec.codec import image_tensor, to_uint8
 from vqcodec.data import image_files, load_rgb
 from vqcodec.evaluation import psnr
 from vqcodec.models.vqvae import VQVAE, VQVAEConfig
@@ -28,7 +28,7 @@ DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 def latents(model: VQVAE, image) -> torch.Tensor:
     with torch.no_grad():
-        return model.quantizer.lookup(model.encode(pixels(image, model.cfg.downsample)))
+        return model.quantizer.lookup(model.encode(image_tensor(image, model.cfg.downsample)))
 
 
 def calibration(model: VQVAE, crops: int, size: int = 256) -> torch.Tensor:

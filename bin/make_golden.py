@@ -24,7 +24,7 @@ from PIL import Image
 
 import vqcodec
 from vqcodec import entropy
-from vqcodec.codec import pixels
+from vqcodec.codec import image_tensor
 from vqcodec.format import pack, unpack
 from vqcodec.zoo import retired
 
@@ -66,7 +66,7 @@ def keep_retired(golden: Path) -> None:
 def golden_baseline(family: str) -> bytes:
     codec = vqcodec.load_codec(family)
     data = codec.compress(crop())
-    z_hat, y_hat, _ = codec.quantize(pixels(crop(), codec.multiple))
+    z_hat, y_hat, _ = codec.quantize(image_tensor(crop(), codec.multiple))
     stem = OUT / f"golden-v{unpack(data)[0].version}-{family}"  # the version its header says
     keep_retired(stem.with_suffix(".vqc"))
     stem.with_suffix(".vqc").write_bytes(data)

@@ -17,7 +17,7 @@ from .conftest import smooth_image
 
 def reference_indices(codec, arr: np.ndarray) -> torch.Tensor:
     """Whole-image encoder pass (no bands), for comparison."""
-    x = codec_module.pixels(Image.fromarray(arr), codec.multiple)
+    x = codec_module.image_tensor(Image.fromarray(arr), codec.multiple)
     with torch.no_grad():
         return codec.analysis(x)[0]
 
@@ -53,19 +53,19 @@ def test_baseline_round_trip_any_size(tiny_baselines, family, size):
     header, _ = unpack(data)
     assert (header.width, header.height, header.family) == (w, h, family)
     # the decoder reproduces exactly what the synthesis transform makes of the encoder's latent
-    _, y_hat, _ = codec.quantize(codec_module.pixels(Image.fromarray(arr), codec.multiple))
+    _, y_hat, _ = codec.quantize(codec_module.image_tensor(Image.fromarray(arr), codec.multiple))
     assert np.array_equal(np.asarray(out), codec.reconstruct(y_hat)[:, :h, :w].permute(1, 2, 0).numpy())
 
 
 def test_baseline_latents_use_several_symbols(tiny_baselines):
     for codec in tiny_baselines.values():
-        _, y_hat, _ = codec.quantize(codec_module.pixels(Image.fromarray(smooth_image(64, 64)), codec.multiple))
+        _, y_hat, _ = codec.quantize(codec_module.image_tensor(Image.fromarray(smooth_image(64, 64)), codec.multiple))
         assert len(y_hat.unique()) > 3  # so the round trips above exercise real coding, not all-zero latents
 
 
 def test_baseline_bands_give_the_same_latent_and_pixels_as_one_pass(tiny_baselines, monkeypatch):
     codec = tiny_baselines["vae"]
-    x = codec_module.pixels(Image.fromarray(smooth_image(300, 70, seed=3)), codec.multiple)
+    x = codec_module.image_tensor(Image.fromarray(smooth_image(300, 70, seed=3)), codec.multiple)
     monkeypatch.setattr(codec_module, "BASELINE_BAND_ROWS", 3)
     _, banded, _ = codec.quantize(x)
     pixels_banded = codec.reconstruct(banded)

@@ -9,7 +9,7 @@ from PIL import Image
 
 import vqcodec.codec as codec_module
 from vqcodec import VQCodecError
-from vqcodec.codec import pixels
+from vqcodec.codec import image_tensor
 from vqcodec.entropy import grid_bits
 from vqcodec.refine import REFINE_RATE, refine_indices
 
@@ -33,7 +33,7 @@ def prior_bits(codec, idx: torch.Tensor) -> float:
 
 @pytest.fixture
 def image(tiny_vq) -> torch.Tensor:
-    return pixels(Image.fromarray(smooth_image(48, 64, seed=3)), tiny_vq.multiple)
+    return image_tensor(Image.fromarray(smooth_image(48, 64, seed=3)), tiny_vq.multiple)
 
 
 def test_zero_steps_are_the_nearest_codes(tiny_vq, image):
@@ -77,7 +77,7 @@ def test_refined_files_decode_to_what_the_refined_indices_decode_to(tiny_codec):
     arr = smooth_image(40, 56, seed=5)
     plain, refined = tiny_codec.compress(arr), tiny_codec.compress(arr, refine=8)
     assert plain != refined
-    idx = tiny_codec.indices(pixels(Image.fromarray(arr), tiny_codec.multiple), refine=8)
+    idx = tiny_codec.indices(image_tensor(Image.fromarray(arr), tiny_codec.multiple), refine=8)
     out = np.asarray(tiny_codec.decompress(refined))
     assert np.array_equal(out, tiny_codec.synthesize(idx, 40, 56))
     error = [np.mean((np.asarray(tiny_codec.decompress(d), dtype=float) - arr) ** 2) for d in (plain, refined)]

@@ -79,7 +79,7 @@ def compress_to_rate(
     while lo <= hi:
         mid = (lo + hi) // 2
         data = load_codec(model, qualities[mid], device).compress(prepared, refine)
-        bpp = 8 * len(data) / prepared.pixels
+        bpp = 8 * len(data) / prepared.pixel_count
         if bpp <= target_bpp:
             best, lo = data, mid + 1
         else:

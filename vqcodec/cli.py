@@ -406,7 +406,7 @@ def info(file, as_json) -> None:
         "header_bytes": len(data) - len(payload) - sum(len(pack_chunk(c)) for c in parsed.chunks),
         "payload_bytes": len(payload),
         "chunk_bytes": sum(len(pack_chunk(c)) for c in parsed.chunks),
-        "bpp": 8 * len(data) / header.pixels,
+        "bpp": 8 * len(data) / header.pixel_count,
         **chunk_summary(parsed.chunks),
     }
     if as_json:

@@ -61,7 +61,7 @@ MARGIN_ROWS = 8  # latent rows of context above and below a band (receptive fiel
 
 def check_size(header: Header, max_pixels: int | None) -> None:
     """Refuse a decompression bomb before allocating anything for it."""
-    if max_pixels is not None and header.pixels > max_pixels:
+    if max_pixels is not None and header.pixel_count > max_pixels:
         raise BitstreamError(
             f"image of {header.width}x{header.height} exceeds the limit of {max_pixels} pixels "
             "(pass max_pixels to allow it)"
@@ -106,7 +106,7 @@ def banded(
     return out
 
 
-def pixels(rgb: Image.Image, multiple: int) -> torch.Tensor:
+def image_tensor(rgb: Image.Image, multiple: int) -> torch.Tensor:
     """RGB image -> (1, 3, H, W) float in [0, 1], replicate-padded to a multiple of ``multiple``."""
     x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)[None]
     x = torch.nn.functional.pad(x.float(), (0, -x.shape[3] % multiple, 0, -x.shape[2] % multiple), mode="replicate")
@@ -140,7 +140,7 @@ class Codec:
         if refine < 0:
             raise VQCodecError(f"refine must be 0 or more steps, not {refine}")
         prepared = prepare(image)
-        payload = self.encode(pixels(prepared.rgb, self.multiple), refine)
+        payload = self.encode(image_tensor(prepared.rgb, self.multiple), refine)
         chunks = to_chunks(prepared.extras)
         version, layout = (VERSION, self.format_version) if chunks else (self.format_version, 0)
         header = Header(
@@ -238,7 +238,7 @@ class VQCodec(Codec):
 
     def decode(self, payload: bytes, height: int, width: int, version: int) -> torch.Tensor:
         f = self.multiple
-        return self.pixels(self.read(payload, height // f, width // f, version))
+        return self.grid_to_pixels(self.read(payload, height // f, width // f, version))
 
     def read(self, payload: bytes, rows: int, cols: int, version: int) -> torch.Tensor:
         """Payload -> (rows, cols) index grid. Version 1 coded the grid as one stripe; version 3
@@ -261,7 +261,7 @@ class VQCodec(Codec):
         return banded(lambda part: self.analysis(part.to(self.device), refine).cpu(), x, rows, f, 1, band)[0]
 
     @torch.no_grad()
-    def pixels(self, idx: torch.Tensor) -> torch.Tensor:
+    def grid_to_pixels(self, idx: torch.Tensor) -> torch.Tensor:
         """(rows, cols) index grid -> (3, f rows, f cols) uint8 pixels, band by band."""
         f, band = self.multiple, band_rows(idx.shape[1], self.multiple)
         return banded(lambda part: to_uint8(self.synthesis(part.to(self.device)[None])[0]), idx, len(idx), 1, f, band)
@@ -316,11 +316,11 @@ class VQCodec(Codec):
 
     def analyze(self, rgb: Image.Image) -> torch.Tensor:
         """RGB image -> its index grid."""
-        return self.indices(pixels(rgb, self.multiple))
+        return self.indices(image_tensor(rgb, self.multiple))
 
     def synthesize(self, idx: torch.Tensor, height: int, width: int) -> np.ndarray:
         """Index grid -> (height, width, 3) uint8 pixels."""
-        return self.pixels(idx)[:, :height, :width].permute(1, 2, 0).numpy()
+        return self.grid_to_pixels(idx)[:, :height, :width].permute(1, 2, 0).numpy()
 
 
 BASELINE_BAND_ROWS = 32  # latent rows (16 pixels each) per network pass

@@ -61,7 +61,7 @@ class Header:
     chunk_count: int = 0
 
     @property
-    def pixels(self) -> int:
+    def pixel_count(self) -> int:
         return self.width * self.height
 
     @property

@@ -82,7 +82,7 @@ class Prepared:
     extras: Extras
 
     @property
-    def pixels(self) -> int:
+    def pixel_count(self) -> int:
         return self.rgb.width * self.rgb.height
 
 
