@@ -14,7 +14,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -249,38 +249,40 @@ def compress(ctx, inputs, output, quality, target_bpp, model, device, refine, st
     files = expand(inputs, IMAGE_SUFFIXES)
     dsts = {src: output_path(src, output, len(files) > 1, ".vqc") for src in files}
 
-    def job(src: Path) -> dict:
-        dst = dsts[src]
-        refuse_overwrite(dst, batch["force"])
-        start = time.perf_counter()
-        made = compress_one(read_input(src), "standard input" if str(src) == STDIO else str(src), options, codec)
-        return report_compressed(src, dst, made, time.perf_counter() - start, batch["force"])
-
     todo, done = split_existing(files, dsts, valid_vqc, batch["skip_existing"])
     if batch["use_ray"]:
         vqc_ray = connect_ray(batch["ray_address"])
         for src in todo:
             refuse_overwrite(dsts[src], batch["force"])
         remote = vqc_ray.compress_paths([str(src) for src in todo], options, batch["ray_workers"])
-        outcomes = (
-            (
-                Path(src),
-                made
-                if isinstance(made, Exception)
-                else report_compressed(Path(src), dsts[Path(src)], made, None, batch["force"]),
-            )
-            for src, made in remote
-        )
+        outcomes = remote_outcomes(remote, dsts, report_compressed, batch["force"])
     else:
         codec = options.codec() if todo else None
+
+        def job(src: Path) -> dict:
+            dst = dsts[src]
+            refuse_overwrite(dst, batch["force"])
+            start = time.perf_counter()
+            name = "standard input" if str(src) == STDIO else str(src)
+            made = compress_one(read_input(src), name, options, codec)
+            return report_compressed(src, dst, made, time.perf_counter() - start, batch["force"])
+
         outcomes = ((src, attempt(job, src)) for src in todo)
     run_batch(ctx, files, itertools.chain(done, outcomes), batch["as_json"])
+
+
+def remote_outcomes(remote: Iterable, dsts: dict, report: Callable, force: bool) -> Iterator[tuple[Path, Outcome]]:
+    """The outcomes of a Ray job as its results arrive: each written and reported by ``report``."""
+    for src, made in remote:
+        path = Path(src)
+        yield path, made if isinstance(made, Exception) else report(path, dsts[path], made, None, force)
 
 
 def split_existing(files: list[Path], dsts: dict, valid: Callable[[Path], bool], skip: bool):
     """(inputs to do, the reports of those --skip-existing skips)."""
     done = [(src, report) for src in files if (report := skipped(src, dsts[src], valid, skip))]
-    return [src for src in files if src not in dict(done)], done
+    skip_set = {src for src, _ in done}
+    return [src for src in files if src not in skip_set], done
 
 
 def report_compressed(src: Path, dst: Path, made, seconds: float | None, force: bool) -> dict:
@@ -346,15 +348,7 @@ def decompress(ctx, inputs, output, device, max_pixels, model, **batch) -> None:
             refuse_overwrite(dsts[src], batch["force"])
             formats[str(src)] = fmt(dsts[src])
         remote = vqc_ray.decompress_paths(formats, model, max_pixels or MAX_PIXELS, batch["ray_workers"])
-        outcomes = (
-            (
-                Path(src),
-                made
-                if isinstance(made, Exception)
-                else report_decompressed(Path(src), dsts[Path(src)], made, None, batch["force"]),
-            )
-            for src, made in remote
-        )
+        outcomes = remote_outcomes(remote, dsts, report_decompressed, batch["force"])
     else:
         outcomes = ((src, attempt(job, src)) for src in todo)
     run_batch(ctx, files, itertools.chain(done, outcomes), batch["as_json"])

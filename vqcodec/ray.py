@@ -27,6 +27,7 @@ import ray
 import ray.data
 import torch
 
+from vqcodec.codec import MAX_PIXELS
 from vqcodec.errors import VQCodecError, failure_message
 from vqcodec.transcode import Compressed, CompressOptions, Decompressed, compress_one, decompress_one
 
@@ -91,6 +92,11 @@ def source_of(name: str, source: bytes | str | None) -> bytes | str:
     return source
 
 
+def table_of(rows: list[tuple], schema: pa.Schema) -> pa.Table:
+    """A worker's result rows (tuples in the schema's column order) as a table."""
+    return pa.table({name: [row[n] for row in rows] for n, name in enumerate(schema.names)}, schema=schema)
+
+
 class Compressor:
     """A worker that compresses images: its model loaded once."""
 
@@ -100,19 +106,14 @@ class Compressor:
         self.codec = options.codec()
 
     def __call__(self, batch: dict) -> pa.Table:
-        rows = {name: [] for name in COMPRESSED.names}
+        rows = []
         for name, source in inputs(batch, self.column):
             try:
-                made: Compressed | None = compress_one(source_of(name, source), name, self.options, self.codec)
-                error = None
+                made = compress_one(source_of(name, source), name, self.options, self.codec)
+                rows.append((name, made.vqc, made.bpp, made.width, made.height, made.model, None))
             except Exception as e:  # a bad input is a row, not a failed job
-                made, error = None, failure_message(name, e)
-            values = (name, None, None, None, None, None, error)
-            if made is not None:
-                values = (name, made.vqc, made.bpp, made.width, made.height, made.model, None)
-            for key, value in zip(COMPRESSED.names, values, strict=True):
-                rows[key].append(value)
-        return pa.table(rows, schema=COMPRESSED)
+                rows.append((name, None, None, None, None, None, failure_message(name, e)))
+        return table_of(rows, COMPRESSED)
 
 
 class Decompressor:
@@ -123,23 +124,18 @@ class Decompressor:
         self.fmt, self.column, self.model, self.max_pixels = fmt, column, model, max_pixels
 
     def __call__(self, batch: dict) -> pa.Table:
-        rows = {name: [] for name in DECOMPRESSED.names}
+        rows = []
         formats = batch.get("format")
         for n, (name, source) in enumerate(inputs(batch, self.column)):
             fmt = str(formats[n]) if formats is not None else self.fmt
             try:
                 source = source_of(name, source)
                 data = source if isinstance(source, bytes) else Path(source).read_bytes()
-                made: Decompressed | None = decompress_one(data, fmt, "cpu", self.model, self.max_pixels)
-                error = None
+                made = decompress_one(data, fmt, "cpu", self.model, self.max_pixels)
+                rows.append((name, made.data, made.width, made.height, made.mode, None))
             except Exception as e:
-                made, error = None, failure_message(name, e)
-            values = (name, None, None, None, None, error)
-            if made is not None:
-                values = (name, made.data, made.width, made.height, made.mode, None)
-            for key, value in zip(DECOMPRESSED.names, values, strict=True):
-                rows[key].append(value)
-        return pa.table(rows, schema=DECOMPRESSED)
+                rows.append((name, None, None, None, None, failure_message(name, e)))
+        return table_of(rows, DECOMPRESSED)
 
 
 def workers() -> int:
@@ -191,7 +187,7 @@ def decompress(
     ``width``, ``height``, ``mode`` and ``error``."""
     from vqcodec.transcode import image_format
 
-    return mapped(ds, Decompressor, (image_format("." + format.lower()), column, model, None), concurrency)
+    return mapped(ds, Decompressor, (image_format("." + format.lower()), column, model, MAX_PIXELS), concurrency)
 
 
 def stream(ds: ray.data.Dataset, ok: type) -> Iterator[tuple[str, object]]:
